@@ -1,0 +1,61 @@
+"""Pieces shared by the config files: model sizes, mesh, data shapes.
+
+Sizes:
+  tiny         for unit tests: a few thousand parameters, runs in milliseconds on CPU.
+  demo         trainable on 2 CPU cores: width 256, 4 blocks, 4 heads of 64. At the demo
+               clip (64x64 px, 33 frames -> 9 latent frames of 8x8, patch 2 -> 16 tokens per
+               latent frame, 288 tokens for the 18 interleaved frames) one forward+backward
+               at batch 8 is ~1-2 s on this CPU (design.md §7-8 calibration: d=256, 4 layers,
+               1024 tokens f+b 0.66 s), so ~2k steps fit in an hour and a 4-step student
+               chunk (3 pairs = 96 tokens) runs far inside the real-time budget.
+  wan2_1_1_3b  Wan2.1-T2V-1.3B exactly (30 blocks, dim 1536, 12x128 heads, FFN 8960,
+               text 4096 x 512 tokens, patch (1,2,2), 16 latent channels).
+"""
+
+import ml_collections
+
+MODEL_SIZES = {
+    "tiny": dict(in_channels=4, out_channels=4, dim=32, ffn_dim=64, num_heads=2,
+                 num_layers=2, text_dim=16, text_len=4, freq_dim=32),
+    "demo": dict(in_channels=16, out_channels=16, dim=256, ffn_dim=1024, num_heads=4,
+                 num_layers=4, text_dim=64, text_len=1, freq_dim=256),
+    "wan2_1_1_3b": dict(in_channels=16, out_channels=16, dim=1536, ffn_dim=8960,
+                        num_heads=12, num_layers=30, text_dim=4096, text_len=512,
+                        freq_dim=256),
+}
+
+
+def model_config(size: str) -> ml_collections.ConfigDict:
+  """The DiT backbone config (names follow diffusers' WanTransformer3DModel)."""
+  if size not in MODEL_SIZES:
+    raise ValueError(f"unknown model size {size!r}; expected one of {sorted(MODEL_SIZES)}")
+  c = ml_collections.ConfigDict()
+  c.size = size
+  c.update(MODEL_SIZES[size])
+  c.patch_size = (1, 2, 2)
+  c.eps = 1e-6
+  c.cross_attn_norm = True
+  c.rope_max_seq_len = 1024
+  c.rope_theta = 10000.0
+  # Numerics and memory.
+  c.dtype = "float32"          # activations; bfloat16 on accelerators
+  c.param_dtype = "float32"
+  c.remat_policy = "none"      # none | full | dots_saveable | dots_with_no_batch_dims_saveable
+  c.scan_layers = True
+  c.attention_impl = "dot_product"  # dot_product | cudnn (accelerators)
+  # RealCam conditioning (design.md §3).
+  c.layout = "interleaved"     # interleaved [s1,t1,s2,t2,...] | prefix [s1..sf,t1..tf]
+  c.pair_rope = "shared"       # shared (pair shares temporal index) | sequential (2i, 2i+1)
+  c.camera_encoding = "pose12" # pose12 (zero-init Linear(12->dim) per block) | plucker
+  c.source_skip = False        # zero-init pair-aligned skip from source to target tokens
+  return c
+
+
+def mesh_config() -> ml_collections.ConfigDict:
+  """Mesh axis sizes; -1 means 'all remaining devices'."""
+  c = ml_collections.ConfigDict()
+  c.data = -1
+  c.fsdp = 1
+  c.tensor = 1
+  c.context = 1
+  return c

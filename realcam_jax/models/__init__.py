@@ -1,0 +1,1 @@
+"""realcam_jax.models."""
