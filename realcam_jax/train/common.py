@@ -1,0 +1,92 @@
+"""Pieces every trainer shares: optimizer, metric writers, progress, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+import optax
+
+
+def make_optimizer(opt_config) -> optax.GradientTransformation:
+  """AdamW with linear warm-up (then constant or cosine) and global-norm clipping.
+
+  Fields: lr, warmup_steps, schedule (constant | cosine), total_steps, b1, b2,
+  weight_decay, clip_norm (0 = off).
+  """
+  lr = float(opt_config.lr)
+  warm = int(opt_config.get("warmup_steps", 0))
+  kind = opt_config.get("schedule", "constant")
+  if kind == "constant":
+    sched = optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, max(warm, 1)), optax.constant_schedule(lr)], [warm]
+    ) if warm else optax.constant_schedule(lr)
+  elif kind == "cosine":
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warm, 1), max(int(opt_config.total_steps), warm + 1), end_value=0.1 * lr)
+  else:
+    raise ValueError(f"unknown lr schedule {kind!r}; expected constant or cosine")
+  parts = []
+  clip = float(opt_config.get("clip_norm", 0.0))
+  if clip > 0:
+    parts.append(optax.clip_by_global_norm(clip))
+  parts.append(optax.adamw(sched, b1=float(opt_config.get("b1", 0.9)),
+                           b2=float(opt_config.get("b2", 0.999)),
+                           weight_decay=float(opt_config.get("weight_decay", 0.0))))
+  return optax.chain(*parts)
+
+
+class MetricWriter:
+  """Writes scalars to `metrics.jsonl` and TensorBoard event files (process 0 only)."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled and jax.process_index() == 0
+    self._jsonl = None
+    self._tb = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, scalars: Mapping[str, Any]):
+    if not self.enabled:
+      return
+    row = {"step": int(step), "time": time.time()}
+    for k, v in scalars.items():
+      v = float(np.asarray(v))
+      row[k] = v
+      self._tb.add_scalar(k, v, int(step))
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+
+  def close(self):
+    if self.enabled:
+      self._jsonl.close()
+      self._tb.close()
+
+
+class NonFiniteLossError(RuntimeError):
+  pass
+
+
+def check_finite(step: int, metrics: Mapping[str, Any], last_good_step: int | None):
+  """Raises NonFiniteLossError naming the metric and the checkpoint kept."""
+  for k, v in metrics.items():
+    v = float(np.asarray(v))
+    if not math.isfinite(v):
+      raise NonFiniteLossError(
+          f"{k} became {v} at step {step}; stopping. The last good checkpoint "
+          f"(step {last_good_step}) is kept; lower the learning rate or check the data, "
+          "then resume.")
+
+
+def progress(total: int, initial: int = 0, desc: str = "train"):
+  from tqdm.auto import tqdm
+  return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
+              disable=jax.process_index() != 0)
