@@ -1,0 +1,95 @@
+"""Functional KV cache for chunk-causal streaming (a pytree passed in and returned).
+
+The cache holds the post-RoPE keys/values of *committed* chunks (source and target
+tokens of K frame pairs each). Slots are grouped in chunk-sized blocks:
+
+  slots S = (sink_chunks + window_chunks) * chunk_tokens
+
+Chunk c goes to block `c` while c < sink_chunks (the "sink": the first chunks, kept
+forever), otherwise to block `sink + (c - sink) % window` (a ring buffer holding the
+last `window_chunks` chunks). Because RoPE is applied before caching, the physical
+slot order does not matter for attention; a per-block chunk id gives the validity mask.
+With `window_chunks` >= the number of chunks in a stream the cache is exact (no
+frames are dropped); otherwise cost and memory stay constant for any stream length.
+
+Shapes: L layers, B batch, S slots, N heads, H head dim, T tokens of one chunk.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@flax.struct.dataclass
+class KVCache:
+  k: jax.Array            # f[L, B, S, N, H]
+  v: jax.Array            # f[L, B, S, N, H]
+  block_chunk: jax.Array  # i32[S // chunk_tokens]; chunk id held by each block, -1 = empty
+  num_chunks: jax.Array   # i32[]; chunks committed so far (= id of the next chunk)
+  chunk_tokens: int = flax.struct.field(pytree_node=False)
+  sink_chunks: int = flax.struct.field(pytree_node=False)
+  window_chunks: int = flax.struct.field(pytree_node=False)
+
+  @property
+  def num_blocks(self) -> int:
+    return self.sink_chunks + self.window_chunks
+
+  def kv_valid(self) -> jax.Array:
+    """bool[B, S]: which slots hold a committed chunk."""
+    valid = jnp.repeat(self.block_chunk >= 0, self.chunk_tokens)
+    return jnp.broadcast_to(valid[None], (self.k.shape[1], valid.shape[0]))
+
+
+def init_cache(num_layers: int, batch: int, num_heads: int, head_dim: int, *,
+               chunk_tokens: int, window_chunks: int, sink_chunks: int = 0,
+               dtype=jnp.float32) -> KVCache:
+  """An empty cache. `window_chunks` >= 1; `sink_chunks` >= 0."""
+  if window_chunks < 1 or sink_chunks < 0 or chunk_tokens < 1:
+    raise ValueError(
+        f"cache needs window_chunks >= 1, sink_chunks >= 0, chunk_tokens >= 1; got "
+        f"window_chunks={window_chunks}, sink_chunks={sink_chunks}, chunk_tokens={chunk_tokens}")
+  blocks = sink_chunks + window_chunks
+  shape = (num_layers, batch, blocks * chunk_tokens, num_heads, head_dim)
+  return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
+                 block_chunk=jnp.full((blocks,), -1, jnp.int32),
+                 num_chunks=jnp.zeros((), jnp.int32), chunk_tokens=chunk_tokens,
+                 sink_chunks=sink_chunks, window_chunks=window_chunks)
+
+
+def block_for_chunk(chunk, sink_chunks: int, window_chunks: int):
+  """Block index that chunk id `chunk` is written to (works on ints and jax scalars)."""
+  ring = sink_chunks + (chunk - sink_chunks) % window_chunks
+  return jnp.where(chunk < sink_chunks, chunk, ring)
+
+
+def write(cache: KVCache, k_new: jax.Array, v_new: jax.Array) -> KVCache:
+  """Commits one chunk's keys/values `[L, B, T, N, H]` (T = chunk_tokens) as the next chunk."""
+  if k_new.shape[2] != cache.chunk_tokens:
+    raise ValueError(f"chunk has {k_new.shape[2]} tokens, cache expects {cache.chunk_tokens}")
+  blk = block_for_chunk(cache.num_chunks, cache.sink_chunks, cache.window_chunks)
+  start = (0, 0, blk * cache.chunk_tokens, 0, 0)
+  k = jax.lax.dynamic_update_slice(cache.k, k_new.astype(cache.k.dtype), start)
+  v = jax.lax.dynamic_update_slice(cache.v, v_new.astype(cache.v.dtype), start)
+  block_chunk = cache.block_chunk.at[blk].set(cache.num_chunks)
+  return cache.replace(k=k, v=v, block_chunk=block_chunk, num_chunks=cache.num_chunks + 1)
+
+
+def visible_chunks(query_chunk: int, num_chunks: int, sink_chunks: int,
+                   window_chunks: int) -> np.ndarray:
+  """bool[num_chunks]: which chunks a query in `query_chunk` attends to (dense reference).
+
+  Its own chunk, the sink chunks before it and the last `window_chunks` chunks before it.
+  """
+  c = np.arange(num_chunks)
+  earlier = c < query_chunk
+  return (c == query_chunk) | (earlier & ((c < sink_chunks) | (c >= query_chunk - window_chunks)))
+
+
+def dense_chunk_mask(chunk_of_token: np.ndarray, sink_chunks: int, window_chunks: int) -> np.ndarray:
+  """bool[T, T] reference mask for a whole sequence whose token i is in chunk_of_token[i]."""
+  n = int(chunk_of_token.max()) + 1
+  vis = np.stack([visible_chunks(q, n, sink_chunks, window_chunks) for q in range(n)])
+  return vis[chunk_of_token][:, chunk_of_token]
