@@ -80,8 +80,20 @@ class Checkpointer:
 
 
 def abstract_like(tree, shardings=None):
-  """ShapeDtypeStructs for a concrete or abstract pytree, with optional shardings."""
+  """ShapeDtypeStructs for a concrete or abstract pytree, with optional shardings.
+
+  `shardings` may have NamedShardings where `tree` has nnx Variables (as produced by
+  `sharding.state_shardings`); the Variables are kept, holding the abstract value.
+  """
+  from flax import nnx
+
+  def one(x, s=None):
+    if isinstance(x, nnx.Variable):
+      v = x.get_value()
+      return x.replace(jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s))
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
+
+  is_var = lambda x: isinstance(x, nnx.Variable)
   if shardings is None:
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      tree, shardings)
+    return jax.tree.map(one, tree, is_leaf=is_var)
+  return jax.tree.map(one, tree, shardings, is_leaf=is_var)

@@ -12,6 +12,8 @@ import sys
 
 # name -> module (relative to this package). Keep in the order `--help` shows them.
 SUBCOMMANDS = {
+    "convert": "convert",
+    "camera": "camera",
 }
 
 

@@ -29,14 +29,15 @@ def _check(layout: str, pair_rope: str | None = None):
 
 
 def combine(source, target, layout: str):
-  """[B, F, ...] x 2 -> [B, 2F, ...] in the given layout."""
+  """[B, F, ...] x 2 -> [B, 2F, ...] in the given layout (numpy in -> numpy out)."""
   _check(layout)
   if source.shape != target.shape:
     raise ValueError(f"source {source.shape} and target {target.shape} must have the same shape")
+  xp = np if isinstance(source, np.ndarray) and isinstance(target, np.ndarray) else jnp
   if layout == "prefix":
-    return jnp.concatenate([source, target], axis=1)
+    return xp.concatenate([source, target], axis=1)
   b, f = source.shape[:2]
-  return jnp.stack([source, target], axis=2).reshape((b, 2 * f) + source.shape[2:])
+  return xp.stack([source, target], axis=2).reshape((b, 2 * f) + source.shape[2:])
 
 
 def split(x, layout: str):
@@ -54,8 +55,8 @@ def split(x, layout: str):
 def is_target(num_pairs: int, layout: str) -> np.ndarray:
   """bool[2F]: which frames of the combined sequence are target frames."""
   _check(layout)
-  src = np.zeros(num_pairs, bool)
-  return np.asarray(combine(jnp.asarray(src)[None], jnp.asarray(~src)[None], layout)[0])
+  src = np.zeros((1, num_pairs), bool)
+  return combine(src, ~src, layout)[0]
 
 
 def frame_positions(num_pairs: int, layout: str, pair_rope: str, first_pair: int = 0) -> np.ndarray:
@@ -73,4 +74,4 @@ def frame_positions(num_pairs: int, layout: str, pair_rope: str, first_pair: int
     # Prefix, sequential: the stream's length must be known; chunked prefix streaming
     # is not defined, so positions follow the whole-sequence order.
     src, tgt = i, i + num_pairs
-  return np.asarray(combine(jnp.asarray(src)[None], jnp.asarray(tgt)[None], layout)[0])
+  return combine(src[None], tgt[None], layout)[0]

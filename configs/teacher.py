@@ -1,0 +1,66 @@
+"""Teacher training: `configs/teacher.py:SIZE[,ABLATION...]`.
+
+SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
+  prefix       ReCamMaster prefix layout (the baseline), same code and weights
+  sequential   pair RoPE (2i, 2i+1) instead of a shared temporal index
+  plucker      Plücker-ray camera encoding instead of the 12-d pose
+  no_motion    motion-loss weight a = 0
+  source_skip  zero-initialised pair-aligned source skip (design.md §8)
+"""
+
+import ml_collections
+
+from configs import common
+
+ABLATIONS = {
+    "prefix": lambda c: setattr(c.model, "layout", "prefix"),
+    "sequential": lambda c: setattr(c.model, "pair_rope", "sequential"),
+    "plucker": lambda c: setattr(c.model, "camera_encoding", "plucker"),
+    "no_motion": lambda c: setattr(c.objective, "motion_weight", 0.0),
+    "source_skip": lambda c: setattr(c.model, "source_skip", True),
+}
+
+
+def data_config(size: str) -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict()
+  d.source = "random" if size == "tiny" else "latents"
+  d.seed = 0
+  d.num_examples = 64
+  d.dataset_dir = "data/synthetic_demo_latents"
+  d.latent_frames = {"tiny": 3, "demo": 9, "wan2_1_1_3b": 21}[size]
+  d.latent_height = {"tiny": 4, "demo": 8, "wan2_1_1_3b": 60}[size]
+  d.latent_width = {"tiny": 4, "demo": 8, "wan2_1_1_3b": 104}[size]
+  d.latent_channels = common.MODEL_SIZES[size]["in_channels"]
+  d.num_workers = 0
+  return d
+
+
+def get_config(arg=None):
+  size, *ablations = (arg or "tiny").split(",")
+  c = ml_collections.ConfigDict()
+  c.stage = "teacher"
+  c.seed = 0
+  c.model = common.model_config(size)
+  c.model.vae_spatial_factor = 8
+  c.mesh = common.mesh_config()
+  c.data = data_config(size)
+
+  c.objective = ml_collections.ConfigDict(dict(
+      shift=5.0, sigma_min=0.0, sigma_max=1.0, motion_weight=0.1, cond_dropout=0.1))
+  c.sampler = ml_collections.ConfigDict(dict(steps=50, shift=5.0, cfg_scale=5.0))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr={"tiny": 1e-3, "demo": 3e-4, "wan2_1_1_3b": 2e-5}[size], warmup_steps=100 if size != "tiny" else 2,
+      schedule="constant", total_steps=0, b1=0.9, b2=0.999, weight_decay=0.0, clip_norm=1.0))
+  c.train = ml_collections.ConfigDict(dict(
+      batch_size={"tiny": 8, "demo": 8, "wan2_1_1_3b": 64}[size],
+      num_steps={"tiny": 4, "demo": 6000, "wan2_1_1_3b": 20000}[size],
+      log_every={"tiny": 1, "demo": 20, "wan2_1_1_3b": 50}[size],
+      ckpt_every={"tiny": 2, "demo": 200, "wan2_1_1_3b": 1000}[size],
+      keep=3))
+  if size == "tiny":
+    c.sampler.steps = 4
+  for name in ablations:
+    if name not in ABLATIONS:
+      raise ValueError(f"unknown teacher ablation {name!r}; expected any of {sorted(ABLATIONS)}")
+    ABLATIONS[name](c)
+  return c

@@ -1,0 +1,211 @@
+"""The one attention entry point and its mask description.
+
+`attention(q, k, v, mask, impl)` with q[B, T, N, H], k/v[B, S, N, H] -> [B, T, N, H].
+
+Masks are described, not materialised: an `AttentionMask` holds at most
+  - block ids for block-causal attention: `q_block` int[T] or [B, T] (one per
+    query token) and `kv_block` int[S] or [B, S] (one per key token); a query
+    attends to a key when kv_block <= q_block. Frames or chunks of frames are
+    blocks (`frame_block_ids` expands per-frame ids to per-token ids);
+  - a key-validity mask `kv_valid` bool[S] or [B, S] (e.g. the filled slots of
+    a static KV-cache buffer).
+Both may be present (combine with `&`). No fields = full attention.
+`mask.dense(T, S)` builds bool[B or 1, T, S]; implementations call it only when
+they need a dense mask. A query row with no valid key gets uniform weights
+over all keys (never NaN); callers should not rely on such rows.
+
+Implementations live in a registry keyed by name (`register_attention_impl`):
+  dot_product  reference einsum + f32 softmax; any backend, memory O(B N T S).
+  xla          `jax.nn.dot_product_attention(implementation="xla")`.
+  cudnn        `jax.nn.dot_product_attention(implementation="cudnn")`: fused
+               flash attention on NVIDIA GPUs, bf16/fp16 inputs only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_NEG_INF = -1e30  # finite, so fully masked rows give uniform weights instead of NaN
+
+
+class AttentionUnavailableError(RuntimeError):
+  """The requested attention implementation cannot run here (backend, dtype, shape)."""
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AttentionMask:
+  """Which keys each query may attend to (see module docstring). A pytree.
+
+  Attributes:
+    q_block: int[T] or int[B, T], block id of each query token, or None.
+    kv_block: int[S] or int[B, S], block id of each key token, or None.
+    kv_valid: bool[S] or bool[B, S], False for keys to ignore, or None.
+  """
+  q_block: jax.Array | None = None
+  kv_block: jax.Array | None = None
+  kv_valid: jax.Array | None = None
+
+  @classmethod
+  def full(cls) -> "AttentionMask":
+    """Every query sees every key."""
+    return cls()
+
+  @classmethod
+  def block_causal(cls, q_block, kv_block) -> "AttentionMask":
+    """Query i sees key j when kv_block[j] <= q_block[i]."""
+    if (q_block is None) != (kv_block is None):
+      raise ValueError("block_causal needs both q_block and kv_block")
+    return cls(q_block=jnp.asarray(q_block, jnp.int32), kv_block=jnp.asarray(kv_block, jnp.int32))
+
+  @classmethod
+  def key_valid(cls, kv_valid) -> "AttentionMask":
+    """Only keys with kv_valid[j] (bool[S] or bool[B, S]) are seen."""
+    return cls(kv_valid=jnp.asarray(kv_valid, bool))
+
+  @property
+  def kind(self) -> str:
+    """'full', 'block_causal', 'key_valid' or 'block_causal+key_valid'."""
+    parts = (["block_causal"] if self.q_block is not None else []) + (
+        ["key_valid"] if self.kv_valid is not None else [])
+    return "+".join(parts) or "full"
+
+  @property
+  def is_full(self) -> bool:
+    return self.q_block is None and self.kv_valid is None
+
+  def __and__(self, other: "AttentionMask") -> "AttentionMask":
+    """Both masks must allow a (query, key) pair."""
+    if self.q_block is not None and other.q_block is not None:
+      raise ValueError("cannot combine two block-causal masks; build one with joint block ids")
+    q_block, kv_block = ((self.q_block, self.kv_block) if self.q_block is not None
+                         else (other.q_block, other.kv_block))
+    if self.kv_valid is None or other.kv_valid is None:
+      kv_valid = self.kv_valid if other.kv_valid is None else other.kv_valid
+    else:
+      kv_valid = jnp.logical_and(self.kv_valid, other.kv_valid)
+    return AttentionMask(q_block, kv_block, kv_valid)
+
+  def check(self, num_q: int, num_kv: int, batch: int | None = None) -> None:
+    """Raises ValueError if the mask does not fit T=num_q queries, S=num_kv keys."""
+    for name, arr, n, what in (("q_block", self.q_block, num_q, "queries T"),
+                               ("kv_block", self.kv_block, num_kv, "keys S"),
+                               ("kv_valid", self.kv_valid, num_kv, "keys S")):
+      if arr is None:
+        continue
+      if arr.ndim not in (1, 2) or arr.shape[-1] != n or (
+          arr.ndim == 2 and batch is not None and arr.shape[0] not in (1, batch)):
+        raise ValueError(
+            f"attention mask field {name} has shape {tuple(arr.shape)}; expected [{n}] or "
+            f"[B, {n}] with {what}={n}" + (f" and B={batch}" if batch is not None else ""))
+
+  def dense(self, num_q: int, num_kv: int) -> jax.Array:
+    """bool[B or 1, T, S]: True where query t may attend to key s."""
+    self.check(num_q, num_kv)
+    m = jnp.ones((1, num_q, num_kv), bool)
+    if self.q_block is not None:
+      qb = jnp.atleast_2d(self.q_block)[:, :, None]
+      kb = jnp.atleast_2d(self.kv_block)[:, None, :]
+      m = jnp.logical_and(m, kb <= qb)
+    if self.kv_valid is not None:
+      m = jnp.logical_and(m, jnp.atleast_2d(self.kv_valid)[:, None, :])
+    return m
+
+
+def frame_block_ids(block_of_frame, tokens_per_frame: int) -> jax.Array:
+  """int[..., F] block id per frame -> int[..., F * P] per token (P = tokens_per_frame)."""
+  block_of_frame = jnp.asarray(block_of_frame, jnp.int32)
+  return jnp.repeat(block_of_frame, tokens_per_frame, axis=-1,
+                    total_repeat_length=block_of_frame.shape[-1] * tokens_per_frame)
+
+
+def chunk_ids(num_frames: int, chunk_frames: int, first_chunk: int = 0) -> np.ndarray:
+  """int[F]: chunk id of each frame when frames are grouped `chunk_frames` at a time."""
+  if chunk_frames <= 0:
+    raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
+  return first_chunk + np.arange(num_frames, dtype=np.int32) // chunk_frames
+
+
+# ----------------------------------------------------------------------------- implementations
+
+AttentionFn = Callable[[jax.Array, jax.Array, jax.Array, AttentionMask, float], jax.Array]
+_IMPLS: dict[str, AttentionFn] = {}
+
+
+def register_attention_impl(name: str, fn: AttentionFn) -> None:
+  """Adds an implementation `fn(q, k, v, mask, scale) -> out` under `name`."""
+  _IMPLS[name] = fn
+
+
+def attention_impls() -> list[str]:
+  return sorted(_IMPLS)
+
+
+def _dot_product(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
+  logits = jnp.einsum("btnh,bsnh->bnts", q, k, preferred_element_type=jnp.float32) * scale
+  if not mask.is_full:
+    logits = jnp.where(mask.dense(q.shape[1], k.shape[1])[:, None], logits, _NEG_INF)
+  probs = jax.nn.softmax(logits, axis=-1)
+  out = jnp.einsum("bnts,bsnh->btnh", probs.astype(v.dtype), v,
+                   preferred_element_type=jnp.float32)
+  return out.astype(q.dtype)
+
+
+def _jax_nn(implementation: str) -> AttentionFn:
+  def fn(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
+    dense = None if mask.is_full else mask.dense(q.shape[1], k.shape[1])[:, None]
+    return jax.nn.dot_product_attention(q, k, v, mask=dense, scale=scale,
+                                        implementation=implementation)
+  return fn
+
+
+def _cudnn(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
+  backend = jax.default_backend()
+  if backend not in ("gpu", "cuda"):
+    raise AttentionUnavailableError(
+        f"attention impl 'cudnn' needs an NVIDIA GPU, but the JAX backend is {backend!r}; "
+        f"use impl='dot_product' (set config.model.attention_impl)")
+  if q.dtype not in (jnp.bfloat16, jnp.float16):
+    raise AttentionUnavailableError(
+        f"attention impl 'cudnn' needs bfloat16/float16 inputs, got {q.dtype}; set "
+        f"config.model.dtype='bfloat16' or use impl='dot_product'")
+  return _jax_nn("cudnn")(q, k, v, mask, scale)
+
+
+register_attention_impl("dot_product", _dot_product)
+register_attention_impl("xla", _jax_nn("xla"))
+register_attention_impl("cudnn", _cudnn)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask | None = None,
+              impl: str = "dot_product", *, scale: float | None = None) -> jax.Array:
+  """Multi-head attention.
+
+  Args:
+    q: [B, T, N, H] queries.
+    k: [B, S, N, H] keys.
+    v: [B, S, N, H] values.
+    mask: which keys each query sees (None = full).
+    impl: registered implementation name (see `attention_impls()`).
+    scale: logit scale, default 1/sqrt(H).
+
+  Returns:
+    [B, T, N, H] in q's dtype.
+  """
+  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    raise ValueError(f"attention expects q, k, v of rank 4 [B, T|S, N, H]; got shapes "
+                     f"{q.shape}, {k.shape}, {v.shape}")
+  if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+    raise ValueError(f"attention shapes do not agree: q {q.shape} [B, T, N, H], "
+                     f"k {k.shape} and v {v.shape} must be [B, S, N, H] with the same B, N, H")
+  if impl not in _IMPLS:
+    raise ValueError(f"unknown attention impl {impl!r}; registered: {attention_impls()}")
+  mask = AttentionMask() if mask is None else mask
+  mask.check(q.shape[1], k.shape[1], q.shape[0])
+  scale = q.shape[-1] ** -0.5 if scale is None else scale
+  return _IMPLS[impl](q, k, v, mask, scale)

@@ -1,0 +1,149 @@
+"""`RealCamDiT`: the network shared by teacher, student and critic (design.md §3).
+
+A Wan2.1 backbone (`WanDiT`) that sees source and target latent frames as pairs:
+  - layout (`config.layout`): interleaved `[s1, t1, s2, t2, ...]` or prefix `[s1.., t1..]`;
+  - RoPE temporal index per frame from `config.pair_rope` (shared | sequential);
+  - a learned source/target stream embedding (zero-initialised) added to the tokens;
+  - camera conditioning on target frames only, through the backbone's per-block
+    zero-initialised `cond_proj` (`config.camera_encoding`):
+      pose12   the flattened 3x4 relative pose, one vector per frame [B, F, 12];
+      plucker  per-token Plücker rays, patchified [B, F, P, 6 * ph * pw];
+  - optional zero-initialised pair-aligned source skip (`config.source_skip`): a
+    Linear from each source token to the paired target token (design.md §8);
+  - source frames always at timestep 0; text optional (a zero "null" embedding).
+
+At initialisation every RealCam addition is exactly zero, so the network computes
+the plain Wan2.1 function: pretrained weights load into `backbone` unchanged.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from realcam_jax.models import layers, layout
+from realcam_jax.models.attention import AttentionMask
+from realcam_jax.models.blocks import KV
+from realcam_jax.models.dit import WanDiT
+
+CAMERA_ENCODINGS = ("pose12", "plucker", "none")
+
+
+def camera_cond_dim(cfg) -> int:
+  """Width of the per-block camera input for `cfg.camera_encoding`."""
+  enc = cfg.camera_encoding
+  if enc not in CAMERA_ENCODINGS:
+    raise ValueError(f"unknown camera_encoding {enc!r}; expected one of {CAMERA_ENCODINGS}")
+  _, ph, pw = cfg.patch_size
+  return {"pose12": 12, "plucker": 6 * ph * pw, "none": 0}[enc]
+
+
+def backbone_config(cfg) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict(cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg))
+  c.block_cond_dim = camera_cond_dim(cfg)
+  return c
+
+
+class RealCamDiT(nnx.Module):
+  """Camera-controlled pair DiT. Build with `RealCamDiT(config.model, rngs=nnx.Rngs(seed))`."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+    layout._check(cfg.layout, cfg.pair_rope)
+    self.cfg = ml_collections.FrozenConfigDict(backbone_config(cfg))
+    self.backbone = WanDiT(self.cfg, rngs=rngs)
+    param_dtype = layers.to_dtype(cfg.param_dtype)
+    self.stream_embed = layers.make_param(layers.zeros, rngs, (2, cfg.dim), param_dtype,
+                                          (None, "embed"))
+    self.source_skip = (layers.Linear(cfg.dim, cfg.dim, axes=("embed", "embed"),
+                                      kernel_init=layers.zeros, dtype=layers.to_dtype(cfg.dtype),
+                                      param_dtype=param_dtype, rngs=rngs)
+                        if cfg.source_skip else None)
+
+  def null_text(self, batch: int) -> jax.Array:
+    """The text input used when no text is given: zeros [B, text_len, text_dim]."""
+    return jnp.zeros((batch, self.cfg.text_len, self.cfg.text_dim), layers.to_dtype(self.cfg.dtype))
+
+  def __call__(self, source: jax.Array, target: jax.Array, sigma: jax.Array,
+               camera: jax.Array | None, text: jax.Array | None = None, *,
+               cond_mask: jax.Array | None = None, first_pair: int | jax.Array = 0,
+               mask: AttentionMask | None = None, extra_kv: KV | None = None,
+               return_kv: bool = False):
+    """Predicts the velocity for every frame of the combined pair sequence.
+
+    Args:
+      source: clean source latents [B, F, h, w, C].
+      target: noisy target latents [B, F, h, w, C] at noise level `sigma`.
+      sigma: target noise level per frame f32[B, F] in [0, 1] (timestep = 1000 sigma).
+      camera: target camera features: [B, F, 12] (pose12) or [B, F, P, 6 ph pw]
+        (plucker); None with camera_encoding 'none' or for an unconditional call.
+      text: text embeddings [B, Lt, Dt] or None (null embedding).
+      cond_mask: f32[B], 1 = conditioned, 0 = unconditional (camera and text
+        dropped, as for classifier-free guidance). Default all 1.
+      first_pair: index of the first pair (chunks of a stream continue the RoPE index).
+      mask, extra_kv, return_kv: passed to the backbone (chunk-causal student).
+
+    Returns:
+      velocity [B, 2F, h, w, C] for the combined sequence (use `layout.split` to get
+      the target half); with return_kv also the current tokens' KV [L, B, T, N, H].
+    """
+    cfg = self.cfg
+    bb = self.backbone
+    if source.shape != target.shape:
+      raise ValueError(f"source latents {source.shape} and target latents {target.shape} must "
+                       "have the same shape [B, F, h, w, C]")
+    b, f = source.shape[:2]
+    if tuple(jnp.shape(sigma)) != (b, f):
+      raise ValueError(f"sigma must be [B={b}, F={f}] (one noise level per target frame), "
+                       f"got {jnp.shape(sigma)}")
+    is_tgt = layout.is_target(f, cfg.layout)                               # bool[2F]
+    x = layout.combine(source, target, cfg.layout)
+    tokens = bb.embed_tokens(x)                                            # [B, 2F, P, D]
+    p = tokens.shape[2]
+    stream = self.stream_embed[...][jnp.asarray(is_tgt, jnp.int32)]         # [2F, D]
+    tokens = (tokens + stream[None, :, None].astype(tokens.dtype))
+    if self.source_skip is not None:
+      src_tok, tgt_tok = layout.split(tokens, cfg.layout)
+      tokens = layout.combine(src_tok, tgt_tok + self.source_skip(src_tok), cfg.layout)
+
+    t = layout.combine(jnp.zeros((b, f), jnp.float32), jnp.asarray(sigma, jnp.float32) * 1000.0,
+                       cfg.layout)
+    cond = jnp.ones((b,), jnp.float32) if cond_mask is None else jnp.asarray(cond_mask, jnp.float32)
+    if text is None:
+      text = self.null_text(b)
+    else:
+      text = text * cond[:, None, None].astype(text.dtype)
+    temb, e, ctx = bb.embed_conditions(t, text)
+
+    _, ph, pw = bb.patch_size
+    grid_h, grid_w = x.shape[2] // ph, x.shape[3] // pw
+    frame_pos = jnp.asarray(layout.frame_positions(f, cfg.layout, cfg.pair_rope)) + first_pair
+    cos, sin = bb.rope(frame_pos, grid_h, grid_w)
+
+    block_cond = block_cond_mask = None
+    if cfg.block_cond_dim and camera is not None:
+      block_cond = self._camera_tokens(camera, b, f, p)
+      block_cond_mask = jnp.asarray(is_tgt, jnp.float32)[None] * cond[:, None]
+    from realcam_jax.models.blocks import BlockInputs
+    bb._check_cache(extra_kv, b)
+    inputs = BlockInputs(e, ctx, cos, sin, AttentionMask() if mask is None else mask,
+                         block_cond, block_cond_mask)
+    tokens, kvs = bb.run_blocks(tokens, inputs, extra_kv, return_kv)
+    out = bb.head(tokens, temb, grid_h, grid_w)
+    return (out, kvs) if return_kv else out
+
+  def _camera_tokens(self, camera, b, f, p):
+    """Camera features for target frames placed in the combined sequence (zeros for sources)."""
+    dim = self.cfg.block_cond_dim
+    if self.cfg.camera_encoding == "pose12":
+      if camera.shape != (b, f, 12):
+        raise ValueError(f"camera must be [B={b}, F={f}, 12] (flattened 3x4 relative pose per "
+                         f"target latent frame) for camera_encoding 'pose12', got {camera.shape}")
+      camera = camera[:, :, None]
+    elif camera.shape != (b, f, p, dim):
+      raise ValueError(f"camera must be [B={b}, F={f}, P={p}, {dim}] (patchified Plücker rays) "
+                       f"for camera_encoding 'plucker', got {camera.shape}")
+    camera = camera.astype(jnp.float32)
+    return layout.combine(jnp.zeros_like(camera), camera, self.cfg.layout)

@@ -1,0 +1,114 @@
+"""The training loop every stage shares: resume, data, jit, logging, checkpoints, signals.
+
+A stage provides `init(config, mesh) -> (graphdef, state, state_shardings, aux)` and
+`compile(graphdef, config, aux, state_shardings, mesh, batch_example) -> step_fn`
+where `step_fn(state, batch) -> (state, metrics)`.
+
+Behaviour:
+  - resumes from the latest checkpoint in `workdir/ckpt` (state + data iterator), so a
+    killed run continues exactly where its last checkpoint left it;
+  - metrics every `train.log_every` steps to `workdir/metrics.jsonl` and TensorBoard;
+  - a non-finite loss stops the run with a message; no checkpoint is written after
+    the last finite one, so the last good checkpoint is what remains;
+  - SIGTERM/SIGINT (preemption) saves a checkpoint at the next step boundary and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from realcam_jax import sharding
+from realcam_jax.ckpt.manager import Checkpointer, abstract_like
+from realcam_jax.config import to_json
+from realcam_jax.train import common
+
+
+class _Stop:
+  """Set by SIGTERM/SIGINT; checked at step boundaries."""
+
+  def __init__(self):
+    self.signal = None
+    self._old = {}
+
+  def __enter__(self):
+    for s in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[s] = signal.signal(s, self._handle)
+      except ValueError:  # not the main thread
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    self.signal = signum
+
+  def __exit__(self, *exc):
+    for s, h in self._old.items():
+      signal.signal(s, h)
+
+
+def to_global(batch: dict, mesh) -> dict:
+  """Process-local numpy batch -> global jax arrays sharded on the batch axis."""
+  return {k: jax.make_array_from_process_local_data(sharding.batch_sharding(mesh, np.ndim(v)),
+                                                    np.asarray(v))
+          for k, v in batch.items()}
+
+
+def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
+          num_steps: int | None = None, desc: str = "train") -> tuple[Any, Any, dict]:
+  """Runs a stage until `num_steps` (default `config.train.num_steps`).
+
+  Returns (graphdef, state, info) with info = {"stopped_by_signal": bool, "last_step": int}.
+  """
+  import json
+  num_steps = int(config.train.num_steps if num_steps is None else num_steps)
+  mesh = sharding.make_mesh(config.mesh)
+  ckpt = Checkpointer(os.path.join(workdir, "ckpt"), max_to_keep=config.train.get("keep", 3),
+                      with_data=hasattr(data_iter, "get_state"))
+  writer = common.MetricWriter(workdir)
+  cfg_dict = json.loads(to_json(config))
+  info = {"stopped_by_signal": False, "last_step": 0}
+  # Built outside the mesh context: flax's eval_shape would otherwise try to turn the
+  # logical axis names into mesh shardings; `init` applies the rules table explicitly.
+  graphdef, state, state_sh, aux = init(config, mesh)
+  with jax.set_mesh(mesh), _Stop() as stop:
+    last_good = ckpt.latest_step()
+    if last_good is not None:
+      state, _, _ = ckpt.restore(abstract_like(state, state_sh), data_iter=data_iter)
+    step = int(jax.device_get(state.step))
+    step_fn = None
+    bar = common.progress(num_steps, step, desc)
+    t0, n0 = time.time(), step
+    try:
+      while step < num_steps:
+        batch = to_global(next(data_iter), mesh)
+        if step_fn is None:
+          step_fn = compile(graphdef, config, aux, state_sh, mesh, batch)
+        state, metrics = step_fn(state, batch)
+        step += 1
+        bar.update(1)
+        if step % config.train.log_every == 0 or step == num_steps:
+          metrics = jax.device_get(metrics)
+          common.check_finite(step, {"loss": metrics["loss"]}, last_good)
+          rate = (step - n0) / max(time.time() - t0, 1e-9)
+          bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", steps_s=f"{rate:.2f}")
+          writer.write(step, dict(metrics, steps_per_s=rate))
+        if step % config.train.ckpt_every == 0 or step == num_steps or stop.signal:
+          common.check_finite(step, {"loss": jax.device_get(metrics["loss"])}, last_good)
+          ckpt.save(step, state, cfg_dict, data_iter, force=True)
+          last_good = step
+        if stop.signal:
+          info["stopped_by_signal"] = True
+          bar.write(f"received signal {stop.signal}: saved checkpoint at step {step}, exiting")
+          break
+    finally:
+      bar.close()
+      ckpt.close()
+      writer.close()
+  info["last_step"] = step
+  return graphdef, state, info

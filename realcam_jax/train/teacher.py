@@ -1,0 +1,96 @@
+"""Teacher (bidirectional, cross-frame in-context) training: one pure jitted step.
+
+Batch (latents; see `realcam_jax.data`):
+  source_latents  f[B, F, h, w, C]   clean source latents
+  target_latents  f[B, F, h, w, C]   clean target latents
+  target_poses    f[B, F, 4, 4]      target c2w per latent frame, relative to the reference
+  intrinsics      f[B, 3, 3]         pixel intrinsics (for Plücker features)
+  text            f[B, Lt, Dt]       optional; the null embedding when absent
+
+Objective (design.md §3): one noise level per sample (shifted uniform) on all target
+frames, velocity target `noise - x0`, `(1 - a) L_FM + a L_motion` on target frames only;
+with probability `objective.cond_dropout` a sample drops camera and text (CFG).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from realcam_jax import sharding
+from realcam_jax.diffusion import flow_matching as fm
+from realcam_jax.diffusion import schedule
+from realcam_jax.models import layout
+from realcam_jax.models.camera_features import camera_features
+from realcam_jax.models.realcam import RealCamDiT
+from realcam_jax.train import state as st
+from realcam_jax.train.common import make_optimizer
+
+
+def build_model(config) -> Callable[[nnx.Rngs], RealCamDiT]:
+  return lambda rngs: RealCamDiT(config.model, rngs=rngs)
+
+
+def model_forward(model: RealCamDiT, config, batch: dict, noisy_target, sigma, cond_mask=None):
+  """Velocity for the combined sequence [B, 2F, h, w, C] (see RealCamDiT.__call__)."""
+  src = batch["source_latents"]
+  cam = camera_features(config.model, batch["target_poses"], batch["intrinsics"],
+                        src.shape[2:4], config.model.get("vae_spatial_factor", 8))
+  return model(src, noisy_target, sigma, cam, batch.get("text"), cond_mask=cond_mask)
+
+
+def loss_fn(params, graphdef, config, batch: dict, key: jax.Array):
+  """Flow-matching + motion loss on target frames. Returns (loss, metrics)."""
+  model = st.merge(graphdef, params)
+  x0 = batch["target_latents"]
+  b, f = x0.shape[:2]
+  k_sigma, k_noise, k_drop = jax.random.split(key, 3)
+  obj = config.objective
+  sigma = schedule.sample_training_sigmas(k_sigma, (b,), obj.shift, obj.sigma_min, obj.sigma_max)
+  sigma = jnp.broadcast_to(sigma[:, None], (b, f))
+  noise = jax.random.normal(k_noise, x0.shape, jnp.float32).astype(x0.dtype)
+  x_t = fm.add_noise(x0, noise, sigma)
+  cond_mask = (jax.random.uniform(k_drop, (b,)) >= obj.cond_dropout).astype(jnp.float32)
+  v_pred = model_forward(model, config, batch, x_t, sigma, cond_mask)
+  # Targets for the combined sequence; source entries are ignored by the frame weight.
+  v_target = layout.combine(jnp.zeros_like(x0), fm.velocity_target(x0, noise), config.model.layout)
+  weight = jnp.broadcast_to(jnp.asarray(layout.is_target(f, config.model.layout), jnp.float32),
+                            (b, 2 * f))
+  return fm.flow_matching_loss(v_pred, v_target, weight, obj.motion_weight)
+
+
+def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):
+  """step(state, batch) -> (state, metrics); pure, jit it with shardings and donation."""
+  root = jax.random.key(config.seed)
+
+  def step(state: st.TrainState, batch: dict):
+    key = jax.random.fold_in(root, state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, metrics), grads = grad_fn(state.params, graphdef, config, batch, key)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+    return st.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return step
+
+
+def compile_step(graphdef, config, optimizer, state_shardings, mesh, batch_example: dict):
+  """`jax.jit` of the step with explicit shardings; the state is donated."""
+  batch_sh = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), batch_example)
+  return jax.jit(make_train_step(graphdef, config, optimizer),
+                 in_shardings=(state_shardings, batch_sh),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
+
+
+def init(config, mesh):
+  """(graphdef, state, state_shardings, optimizer) for the teacher (see `train.loop`)."""
+  optimizer = make_optimizer(config.optim)
+  graphdef, state, state_sh = st.create_sharded(build_model(config), optimizer, mesh, config.seed)
+  return graphdef, state, state_sh, optimizer

@@ -1,0 +1,132 @@
+"""Teacher objective and trainer on the tiny config."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from realcam_jax.config import get_config
+from realcam_jax.models import layout
+from realcam_jax.models.realcam import RealCamDiT
+from realcam_jax.train import common, data, loop, run, teacher
+from realcam_jax.train import state as st
+
+
+def _batch(config, seed=0):
+  it = data.make_iterator(config)
+  return jax.tree.map(jnp.asarray, next(it))
+
+
+def _perturb(params, scale=0.05, seed=1):
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(treedef, [l + scale * jax.random.normal(k, l.shape, l.dtype)
+                                      for l, k in zip(leaves, keys)])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  config = get_config("teacher:tiny")
+  model = RealCamDiT(config.model, rngs=nnx.Rngs(0))
+  graphdef, params = st.split_model(model)
+  return config, graphdef, params
+
+
+def test_loss_ignores_source_predictions(tiny):
+  """Changing the network's outputs at source frames does not change the loss."""
+  config, graphdef, params = tiny
+  batch = _batch(config)
+  key = jax.random.key(3)
+  base = teacher.loss_fn(params, graphdef, config, batch, key)[0]
+  orig_forward = teacher.model_forward
+
+  def noisy_sources(*a, **k):
+    v = orig_forward(*a, **k)
+    f = v.shape[1] // 2
+    src_mask = ~layout.is_target(f, config.model.layout)
+    return v + 1e3 * jnp.asarray(src_mask, v.dtype)[None, :, None, None, None]
+
+  teacher.model_forward = noisy_sources
+  try:
+    changed = teacher.loss_fn(params, graphdef, config, batch, key)[0]
+  finally:
+    teacher.model_forward = orig_forward
+  np.testing.assert_allclose(changed, base, rtol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["pose12", "plucker"])
+def test_camera_encoder_starts_as_noop(encoding):
+  config = get_config("teacher:tiny")
+  config.model.camera_encoding = encoding
+  model = RealCamDiT(config.model, rngs=nnx.Rngs(0))
+  graphdef, params = st.split_model(model)
+  # Perturb everything except the camera projections, so the output is non-trivial.
+  params = _perturb(params)
+  cond_proj = params["backbone"]["blocks"]["cond_proj"]
+  cond_proj["kernel"].set_value(jnp.zeros_like(cond_proj["kernel"][...]))
+  cond_proj["bias"].set_value(jnp.zeros_like(cond_proj["bias"][...]))
+  model = st.merge(graphdef, params)
+  batch = _batch(config)
+  x_t = jnp.ones_like(batch["target_latents"])
+  sigma = jnp.full(x_t.shape[:2], 0.5)
+  out = teacher.model_forward(model, config, batch, x_t, sigma)
+  assert float(jnp.abs(out).max()) > 1e-3
+  moved = dict(batch, target_poses=batch["target_poses"].at[:, :, :3, 3].add(5.0))
+  out2 = teacher.model_forward(model, config, moved, x_t, sigma)
+  np.testing.assert_array_equal(out, out2)
+  # ... and once the projection is non-zero, the camera matters.
+  cond_proj["kernel"].set_value(jnp.ones_like(cond_proj["kernel"][...]) * 0.1)
+  model = st.merge(graphdef, params)
+  out3 = teacher.model_forward(model, config, moved, x_t, sigma)
+  assert float(jnp.abs(out3 - out2).max()) > 1e-4
+
+
+def test_few_steps_reduce_loss(tiny):
+  config, graphdef, params = tiny
+  config = get_config("teacher:tiny")
+  config.optim.lr = 3e-3
+  batch = _batch(config)
+  optimizer = common.make_optimizer(config.optim)
+  state = st.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  step = jax.jit(teacher.make_train_step(graphdef, config, optimizer))
+  key = jax.random.key(0)
+  evaluate = jax.jit(lambda p: teacher.loss_fn(p, graphdef, config, batch, key)[0])
+  before = float(evaluate(state.params))
+  for _ in range(30):
+    state, metrics = step(state, batch)
+    assert np.isfinite(float(metrics["loss"]))
+  after = float(evaluate(state.params))
+  assert after < 0.8 * before, (before, after)
+
+
+def _params_of(workdir, config, steps):
+  graphdef, state, info = run.run(config, workdir, num_steps=steps)
+  return jax.device_get(state.params), info
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+  config = get_config("teacher:tiny")
+  config.train.ckpt_every = 2
+  straight, _ = _params_of(str(tmp_path / "a"), config, 4)
+  _params_of(str(tmp_path / "b"), config, 2)            # "killed" after step 2
+  resumed, info = _params_of(str(tmp_path / "b"), config, 4)
+  assert info["last_step"] == 4
+  jax.tree.map(np.testing.assert_array_equal, straight, resumed)
+  rows = [json.loads(l) for l in open(tmp_path / "b" / "metrics.jsonl")]
+  assert [r["step"] for r in rows] == [1, 2, 3, 4]
+  assert os.path.isdir(tmp_path / "b" / "tb")
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good(tmp_path):
+  config = get_config("teacher:tiny")
+  config.train.ckpt_every = 2
+  run.run(config, str(tmp_path), num_steps=2)
+  config.optim.lr = 1e30    # blows up at once
+  with pytest.raises(common.NonFiniteLossError, match="last good checkpoint \\(step 2\\)"):
+    run.run(config, str(tmp_path), num_steps=6)
+  from realcam_jax.ckpt.manager import Checkpointer
+  assert Checkpointer(str(tmp_path / "ckpt")).latest_step() == 2
