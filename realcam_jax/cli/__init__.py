@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "convert": "convert",
     "camera": "camera",
+    "data": "data",
 }
 
 

@@ -1,0 +1,110 @@
+"""`realcam data ACTION`: build datasets (and, later, encode them to latents).
+
+  realcam data build --config configs/data.py:demo --out DATA_DIR [--split-sizes train=512,test=16]
+
+Actions live in `ACTIONS` (name -> (help, add_arguments, run)); a new action
+is one more entry.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from realcam_jax.cli import UserError
+
+HELP = "build the synthetic multi-camera dataset (TFDS ArrayRecord)"
+
+
+def _parse_split_sizes(text: str) -> dict:
+  from realcam_jax.data.tfds_builder import SPLITS
+  sizes = {}
+  for item in text.split(","):
+    key, eq, value = item.strip().partition("=")
+    if not eq or key not in SPLITS:
+      raise UserError(f"--split-sizes item {item!r}: expected SPLIT=N with SPLIT one of "
+                      f"{', '.join(SPLITS)}, e.g. train=512,validation=16,test=16")
+    try:
+      sizes[key] = int(value)
+    except ValueError:
+      raise UserError(f"--split-sizes {key}={value!r}: expected a whole number") from None
+    if sizes[key] < 0:
+      raise UserError(f"--split-sizes {key}={value}: expected >= 0")
+  return sizes
+
+
+def _add_build_arguments(p):
+  p.add_argument("--config", required=True, metavar="FILE[:ARG]",
+                 help="data config, e.g. configs/data.py:demo (uses its `data` section)")
+  p.add_argument("--out", required=True, metavar="DIR", help="dataset root directory")
+  p.add_argument("--split-sizes", metavar="SPLIT=N,...",
+                 help="clips per split, overriding data.split_sizes (others keep the config)")
+  p.add_argument("--overwrite", action="store_true", help="rebuild an existing dataset")
+
+
+def _run_build(args, overrides) -> int:
+  import tensorflow_datasets as tfds
+  from tqdm import tqdm
+
+  from realcam_jax.config import get_config
+  from realcam_jax.data import tfds_builder
+
+  config = get_config(args.config, overrides)
+  if "data" not in config:
+    raise UserError(f"config {args.config!r} has no `data` section; try configs/data.py:demo")
+  data = config.data
+  if args.split_sizes:
+    for split, n in _parse_split_sizes(args.split_sizes).items():
+      data.split_sizes[split] = n
+  try:
+    builder_config = tfds_builder.config_from_data(data)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  target = tfds_builder.dataset_dir(args.out, builder_config)
+  if os.path.exists(target) and not args.overwrite:
+    raise UserError(f"a dataset already exists at {target}; pass --overwrite to rebuild it")
+  sizes = {k: v for k, v in builder_config.split_sizes.items() if v}
+  print(f"building {builder_config.name}: {builder_config.height}x{builder_config.width} px, "
+        f"{builder_config.num_frames} frames, 1 source + {builder_config.num_target_cameras} "
+        f"target cameras; clips {sizes} -> {target}", flush=True)
+  tfds.disable_progress_bar()
+  bar = tqdm(total=sum(sizes.values()), unit="clip", desc="rendering", file=sys.stderr)
+
+  def progress(split):
+    bar.set_postfix_str(split, refresh=False)
+    bar.update(1)
+
+  start = time.time()
+  try:
+    tfds_builder.build(args.out, builder_config, progress=progress, overwrite=args.overwrite)
+  except KeyboardInterrupt:
+    bar.close()
+    print(f"interrupted: nothing was written to {target}", file=sys.stderr)
+    return 130
+  bar.close()
+  size = sum(os.path.getsize(os.path.join(target, f)) for f in os.listdir(target))
+  print(f"done in {time.time() - start:.0f} s: {target} ({size / 2**20:.1f} MiB)")
+  print(f"read it with make_dataset({args.out!r}, split, config) or "
+        f"--config.data.data_dir={args.out}")
+  return 0
+
+
+# name -> (help, add_arguments, run). `encode` is added by the latent-dataset code.
+ACTIONS = {
+    "build": ("render the synthetic multi-camera dataset to TFDS ArrayRecord",
+              _add_build_arguments, _run_build),
+}
+
+
+def add_arguments(parser):
+  sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+  for name, (help_text, add, _) in ACTIONS.items():
+    add(sub.add_parser(name, help=help_text, description=help_text))
+
+
+def run(args, overrides) -> int:
+  action = getattr(args, "data_command", None)
+  if action not in ACTIONS:
+    raise UserError(f"expected an action: {', '.join(ACTIONS)} (see realcam data --help)")
+  return ACTIONS[action][2](args, overrides)
