@@ -18,17 +18,23 @@ def test_batched_cfg_equals_separate_branches():
   keys = jax.random.split(jax.random.key(1), len(leaves))
   params = jax.tree.unflatten(tdef, [l + 0.1 * jax.random.normal(k, l.shape)
                                      for l, k in zip(leaves, keys)])
-  model = st.merge(graphdef, params)
   rng = np.random.default_rng(0)
   src = jnp.asarray(rng.normal(size=(2, 3, 4, 4, 4)), jnp.float32)
   x = jnp.asarray(rng.normal(size=src.shape), jnp.float32)
   cam = jnp.asarray(rng.normal(size=(2, 3, 12)), jnp.float32)
   sigma = jnp.full((2, 3), 0.7)
-  guided = teacher_sampler.teacher_velocity(model, src, cam, None, cfg_scale=4.0)(x, sigma)
-  cond = layout.split(model(src, x, sigma, cam), "interleaved")[1]
-  uncond = layout.split(model(src, x, sigma, cam, cond_mask=jnp.zeros(2)), "interleaved")[1]
+
+  @jax.jit
+  def run(params):
+    model = st.merge(graphdef, params)
+    guided = teacher_sampler.teacher_velocity(model, src, cam, None, cfg_scale=4.0)(x, sigma)
+    cond = layout.split(model(src, x, sigma, cam), "interleaved")[1]
+    uncond = layout.split(model(src, x, sigma, cam, cond_mask=jnp.zeros(2)), "interleaved")[1]
+    out = teacher_sampler.sample(model, src, cam, None, jax.random.key(0), steps=3, shift=5.0,
+                                 cfg_scale=2.0)
+    return guided, cond, uncond, out
+
+  guided, cond, uncond, out = run(params)
   np.testing.assert_allclose(guided, uncond + 4.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
   assert float(jnp.abs(cond - uncond).max()) > 1e-4     # the camera matters once trained
-  out = teacher_sampler.sample(model, src, cam, None, jax.random.key(0), steps=3, shift=5.0,
-                               cfg_scale=2.0)
   assert out.shape == src.shape and bool(jnp.isfinite(out).all())
