@@ -2,8 +2,6 @@
 
 Diffusers layout (`AutoencoderKLWan.state_dict()`, `vae/diffusion_pytorch_model.safetensors`):
 our module tree uses the same names, so a key maps by replacing '.' with '/', except
-  - every causal conv (conv_in, conv_out, conv1, conv2, conv_shortcut, time_conv,
-    quant_conv, post_quant_conv) wraps an `nnx.Conv` as `.conv`:  X.weight -> X/conv/kernel
   - `resample.1` (the conv inside diffusers' `nn.Sequential`) -> `resample`
   - `weight` -> `kernel`, `gamma` stays `gamma`.
 Transforms: Conv3d weight [O, I, t, h, w] -> kernel [t, h, w, I, O]; Conv2d weight
@@ -36,8 +34,6 @@ from realcam_jax.ckpt.convert_common import ConversionError, Rename, SourceName
 
 FORMATS = ("diffusers", "wan")
 
-_CAUSAL_CONVS = {"conv_in", "conv_out", "conv1", "conv2", "conv_shortcut", "time_conv",
-                 "quant_conv", "post_quant_conv"}
 _RESIDUAL = {"residual.0": "norm1", "residual.2": "conv1", "residual.3": "norm2",
              "residual.6": "conv2", "shortcut": "conv_shortcut"}
 _MIDDLE = {"middle.0": "mid_block.resnets.0", "middle.1": "mid_block.attentions.0",
@@ -67,12 +63,8 @@ def diffusers_rename(key: str):
   if not module or param not in ("weight", "bias", "gamma"):
     return None
   parts = module.replace("resample.1", "resample").split(".")
-  if param == "gamma":
-    path = parts + ["gamma"]
-  else:
-    path = parts + (["conv"] if parts[-1] in _CAUSAL_CONVS else []) + [
-        "kernel" if param == "weight" else "bias"]
-  return "/".join(path), _transform(param)
+  name = {"weight": "kernel", "bias": "bias", "gamma": "gamma"}[param]
+  return "/".join(parts + [name]), _transform(param)
 
 
 def diffusers_source_name(path: str, layer: int | None = None) -> str:
@@ -80,10 +72,7 @@ def diffusers_source_name(path: str, layer: int | None = None) -> str:
   del layer
   parts = path.split("/")
   param = {"kernel": "weight", "bias": "bias", "gamma": "gamma"}[parts[-1]]
-  parts = parts[:-1]
-  if parts and parts[-1] == "conv" and len(parts) > 1 and parts[-2] in _CAUSAL_CONVS:
-    parts = parts[:-1]
-  parts = ["resample.1" if p == "resample" else p for p in parts]
+  parts = ["resample.1" if p == "resample" else p for p in parts[:-1]]
   return ".".join(parts + [param])
 
 

@@ -1,6 +1,7 @@
-"""`realcam data ACTION`: build datasets (and, later, encode them to latents).
+"""`realcam data ACTION`: build datasets and encode them to latents.
 
   realcam data build --config configs/data.py:demo --out DATA_DIR [--split-sizes train=512,test=16]
+  realcam data encode --config configs/data.py:demo --data-dir DATA_DIR --vae VAE_CKPT --out LATENTS
 
 Actions live in `ACTIONS` (name -> (help, add_arguments, run)); a new action
 is one more entry.
@@ -14,7 +15,7 @@ import time
 
 from realcam_jax.cli import UserError
 
-HELP = "build the synthetic multi-camera dataset (TFDS ArrayRecord)"
+HELP = "build the synthetic multi-camera dataset (TFDS ArrayRecord) and encode it to latents"
 
 
 def _parse_split_sizes(text: str) -> dict:
@@ -90,10 +91,69 @@ def _run_build(args, overrides) -> int:
   return 0
 
 
-# name -> (help, add_arguments, run). `encode` is added by the latent-dataset code.
+def _add_encode_arguments(p):
+  p.add_argument("--config", required=True, metavar="FILE[:ARG]",
+                 help="the data config the dataset was built with (its `data` section)")
+  p.add_argument("--data-dir", default=None, metavar="DIR",
+                 help="root of the built dataset (default: data.data_dir)")
+  p.add_argument("--vae", required=True, metavar="CKPT",
+                 help="VAE checkpoint (from `realcam convert --model vae` or "
+                      "launch/train_vae.py --export)")
+  p.add_argument("--out", required=True, metavar="DIR", help="latent dataset directory")
+  p.add_argument("--splits", default=None, metavar="S1,S2",
+                 help="splits to encode (default: every built split)")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def _run_encode(args, overrides) -> int:
+  from tqdm import tqdm
+
+  from realcam_jax.ckpt import orbax_io, vae_weights
+  from realcam_jax.config import get_config
+  from realcam_jax.data import latents, tfds_builder
+
+  config = get_config(args.config, overrides)
+  if "data" not in config:
+    raise UserError(f"config {args.config!r} has no `data` section; try configs/data.py:demo")
+  data_dir = args.data_dir or config.data.data_dir
+  if not data_dir:
+    raise UserError("pass --data-dir (or set data.data_dir) to the built dataset's root")
+  splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
+  try:
+    sources = latents.open_build(data_dir, config.data, splits)
+    vae = vae_weights.load_vae(args.vae)
+  except (latents.LatentDatasetError, tfds_builder.DatasetMissingError, ValueError,
+          orbax_io.CheckpointError) as e:
+    raise UserError(str(e)) from None
+  total = sum(len(s) for s in sources.values())
+  print(f"encoding {total} clips ({', '.join(f'{k}: {len(v)}' for k, v in sources.items())}) "
+        f"with the VAE at {args.vae} -> {args.out}", flush=True)
+  bar = tqdm(total=total, unit="clip", desc="encoding", file=sys.stderr)
+
+  def progress(split):
+    bar.set_postfix_str(split, refresh=False)
+    bar.update(1)
+
+  start = time.time()
+  try:
+    latents.encode_dataset(sources, vae, args.out, overwrite=args.overwrite, progress=progress,
+                           meta=dict(data_dir=os.path.abspath(data_dir), data_config=args.config,
+                                     vae_checkpoint=os.path.abspath(args.vae)))
+  except latents.LatentDatasetError as e:
+    raise UserError(str(e)) from None
+  finally:
+    bar.close()
+  print(f"done in {time.time() - start:.0f} s: {args.out}; train on it with "
+        f"--config.data.dataset_dir={args.out}")
+  return 0
+
+
+# name -> (help, add_arguments, run).
 ACTIONS = {
     "build": ("render the synthetic multi-camera dataset to TFDS ArrayRecord",
               _add_build_arguments, _run_build),
+    "encode": ("encode a built dataset with the VAE into a latent dataset (same splits)",
+               _add_encode_arguments, _run_encode),
 }
 
 

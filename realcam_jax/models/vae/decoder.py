@@ -8,15 +8,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from realcam_jax.models.vae.layers import Cache, CausalConv3d, MidBlock, Resample, ResidualBlock, RMSNorm
+from realcam_jax.models.vae.layers import (Cache, CausalConv3d, MidBlock, Resample,
+                                           ResidualBlock, RMSNorm)
 
 
 class UpBlock(nnx.Module):
   """`num_res_blocks + 1` residual blocks, then an optional `upsamplers[0]` (Resample)."""
 
   def __init__(self, in_dim: int, out_dim: int, num_res_blocks: int, upsample_mode: str | None,
-               *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+               *, conv_impl: str = "auto", dtype=jnp.float32, param_dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    kw = dict(conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     dims = [in_dim] + [out_dim] * (num_res_blocks + 1)
     self.resnets = nnx.List([ResidualBlock(a, b, **kw) for a, b in zip(dims[:-1], dims[1:])])
     self.upsamplers = nnx.List([Resample(out_dim, upsample_mode, **kw)] if upsample_mode else [])
@@ -45,9 +47,9 @@ class Decoder3d(nnx.Module):
 
   def __init__(self, *, z_dim: int, base_dim: int, out_channels: int,
                dim_mult: Sequence[int], num_res_blocks: int,
-               temporal_upsample: Sequence[bool], dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+               temporal_upsample: Sequence[bool], conv_impl: str = "auto",
+               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    kw = dict(conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     dim_mult = list(dim_mult)
     dims = [base_dim * m for m in [dim_mult[-1]] + dim_mult[::-1]]
     self.conv_in = CausalConv3d(z_dim, dims[0], 3, padding=1, **kw)

@@ -23,9 +23,9 @@ class Encoder3d(nnx.Module):
 
   def __init__(self, *, in_channels: int, base_dim: int, out_channels: int,
                dim_mult: Sequence[int], num_res_blocks: int,
-               temporal_downsample: Sequence[bool], dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+               temporal_downsample: Sequence[bool], conv_impl: str = "auto",
+               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    kw = dict(conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     dims = [base_dim * m for m in [1] + list(dim_mult)]
     self.conv_in = CausalConv3d(in_channels, dims[0], 3, padding=1, **kw)
     blocks = []

@@ -62,8 +62,8 @@ def check_video(video, *, spatial: int, temporal: int, channels: int,
                         f"(RGB, channels last: [batch, frames, height, width, {channels}])")
   bad = [(axis, n) for axis, n in (("height", h), ("width", w)) if n <= 0 or n % spatial]
   if bad:
-    parts = [f"{axis} {n} (nearest accepted: {' or '.join(map(str, nearest_multiples(n, spatial)))})"
-             for axis, n in bad]
+    parts = [f"{axis} {n} (nearest accepted: "
+             f"{' or '.join(map(str, nearest_multiples(n, spatial)))})" for axis, n in bad]
     raise VAEInputError(f"{name} frame size {h}x{w} is not a multiple of the VAE's spatial "
                         f"factor {spatial}: {'; '.join(parts)}. Crop/pad it, e.g. with "
                         f"realcam_jax.models.vae.fit_video")
@@ -129,7 +129,8 @@ def fit_video(video, spatial: int = 8, temporal: int = 4) -> np.ndarray:
   """
   x = np.asarray(video)
   if x.ndim < 4:
-    raise VAEInputError(f"video must be [..., frames, height, width, channels], got shape {x.shape}")
+    raise VAEInputError(f"video must be [..., frames, height, width, channels], got shape "
+                        f"{x.shape}")
   t, h, w = x.shape[-4:-1]
   h2, w2, t2 = fitted_size(h, w, t, spatial=spatial, temporal=temporal)
   x = _fit_axis(x, x.ndim - 3, h2, center=True)

@@ -42,7 +42,11 @@ LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' DiagonalGaussianDistribution clamp
 
 
 class WanVAE(nnx.Module):
-  """Encoder, `quant_conv` (1x1x1, 2z -> 2z), `post_quant_conv` (1x1x1, z -> z), decoder."""
+  """Encoder, `quant_conv` (1x1x1, 2z -> 2z), `post_quant_conv` (1x1x1, z -> z), decoder.
+
+  conv_impl: how the causal 3D convs run ('auto' | 'conv3d' | 'taps', see
+  `layers.conv3d`); it changes speed only, not parameters or results.
+  """
 
   def __init__(self, *, base_dim: int, z_dim: int, dim_mult: Sequence[int] = (1, 2, 4, 4),
                num_res_blocks: int = 2,
@@ -50,8 +54,8 @@ class WanVAE(nnx.Module):
                latents_mean: Sequence[float] | None = None,
                latents_std: Sequence[float] | None = None,
                decoder_base_dim: int | None = None, in_channels: int = 3,
-               out_channels: int = 3, dtype=jnp.float32, param_dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               out_channels: int = 3, conv_impl: str = "auto", dtype=jnp.float32,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
     dim_mult, temporal_downsample = list(dim_mult), [bool(b) for b in temporal_downsample]
     if len(temporal_downsample) != len(dim_mult) - 1:
       raise ValueError(f"temporal_downsample needs one entry per downsampling stage "
@@ -61,7 +65,7 @@ class WanVAE(nnx.Module):
     if len(mean) != z_dim or len(std) != z_dim or min(std) <= 0:
       raise ValueError(f"latents_mean/latents_std need {z_dim} entries (std > 0), got "
                        f"{len(mean)} and {len(std)} entries")
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    kw = dict(conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.z_dim = z_dim
     self.in_channels = in_channels
     self.spatial_factor = 2 ** (len(dim_mult) - 1)
@@ -87,7 +91,7 @@ class WanVAE(nnx.Module):
                latents_mean=c.get("latents_mean"), latents_std=c.get("latents_std"),
                decoder_base_dim=c.get("decoder_base_dim"),
                in_channels=c.get("in_channels", 3), out_channels=c.get("out_channels", 3),
-               dtype=to_dtype(c.get("dtype", "float32")),
+               conv_impl=c.get("conv_impl", "auto"), dtype=to_dtype(c.get("dtype", "float32")),
                param_dtype=to_dtype(c.get("param_dtype", "float32")), rngs=rngs)
 
   # -- normalisation ---------------------------------------------------------------------------
@@ -132,16 +136,16 @@ class WanVAE(nnx.Module):
     return mu, logvar
 
   def encode(self, video: jax.Array) -> jax.Array:
-    """video [B, T, H, W, 3] in [-1, 1] -> normalised latents (posterior mode) [B, F, H/s, W/s, z]."""
+    """video [B, T, H, W, 3] in [-1, 1] -> normalised latents (mode) [B, F, H/s, W/s, z]."""
     return self.normalize(self.encode_moments(video)[0])
 
   def decode_raw(self, latents_raw: jax.Array) -> jax.Array:
-    """Raw latents [B, F, h, w, z] -> video [B, 1 + r*(F-1), h*s, w*s, 3], not clipped (training)."""
+    """Raw latents [B, F, h, w, z] -> video [B, 1 + r*(F-1), h*s, w*s, 3], unclipped (training)."""
     check_latents(latents_raw, z_dim=self.z_dim)
     return self.decode_step(latents_raw, None, first=True)[0]
 
   def decode(self, latents: jax.Array) -> jax.Array:
-    """Normalised latents [B, F, h, w, z] -> video [B, 1 + r*(F-1), h*s, w*s, 3] clipped to [-1, 1]."""
+    """Normalised latents [B, F, h, w, z] -> video [B, 1 + r*(F-1), h*s, w*s, 3] in [-1, 1]."""
     check_latents(latents, z_dim=self.z_dim)
     return jnp.clip(self.decode_raw(self.denormalize(latents)), -1.0, 1.0)
 

@@ -91,7 +91,8 @@ def _check_cache(cache: VAECache, kind: str):
 def _check_batch(cache: VAECache, x, name: str):
   b = jax.tree.leaves(cache.layers)[0].shape[0]
   if x.shape[0] != b:
-    raise VAEInputError(f"{name} has batch {x.shape[0]} but the stream's cache was made for batch {b}")
+    raise VAEInputError(f"{name} has batch {x.shape[0]} but the stream's cache was made for "
+                        f"batch {b}")
 
 
 def encode_chunk_moments(model: WanVAE, cache: VAECache, frames: jax.Array):
@@ -135,7 +136,7 @@ def decode_chunk(model: WanVAE, cache: VAECache, latents: jax.Array):
 
 
 class StreamFns(NamedTuple):
-  """Jitted `encode(cache, frames) -> (cache, latents)` and `decode(cache, latents) -> (cache, frames)`."""
+  """Jitted chunk steps: `encode(cache, frames)` and `decode(cache, latents)` -> (cache, out)."""
   encode: Callable
   decode: Callable
 

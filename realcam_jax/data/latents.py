@@ -1,0 +1,224 @@
+"""Latent datasets: a built synthetic dataset encoded once by the VAE, read by the same pipeline.
+
+    realcam data encode --config configs/data.py:demo --data-dir DATA --vae VAE_CKPT --out LATENTS
+
+Every record of every split is encoded (posterior mean, normalised with the VAE's
+`latents_mean/std`, i.e. exactly what `WanVAE.encode` returns); poses and the
+other small features are copied. Teacher and student training then read
+`LATENTS` through `make_iterator` (the grain pipeline of `data/pipeline.py`,
+with `source_key='source_latent'`), so no VAE runs during training.
+
+On disk (`LATENTS/`):
+  meta.json                 dataset name, VAE checkpoint and model config, shapes, sizes
+  <split>/<feature>.npy     one array per feature, records stacked on axis 0:
+    source_latent f32[N, F, h, w, z]      target_latent f32[N, C, F, h, w, z]
+    source_c2w f32[N, T, 4, 4]            target_c2w f32[N, C, T, 4, 4]   (world, pixel frames)
+    intrinsics f32[N, 3, 3]               seed i64[N]     view_change f32[N, C, 2]
+The directory is written under a temporary name and renamed when every split is
+done, so an interrupted run leaves nothing that reads as a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from realcam_jax.models.vae import VAEInputError, WanVAE, check_video
+
+META_FILE = "meta.json"
+PASSTHROUGH = ("source_c2w", "target_c2w", "intrinsics", "seed", "view_change")
+
+
+class LatentDatasetError(ValueError):
+  """A latent dataset is missing, incomplete, or does not fit the reader's config."""
+
+
+class LatentSource:
+  """Random-access records of one split (a grain data source): `len(src)`, `src[i]`."""
+
+  def __init__(self, root: str, split: str):
+    meta_path = os.path.join(root, META_FILE)
+    if not os.path.isfile(meta_path):
+      raise LatentDatasetError(
+          f"no latent dataset at {root!r} ({META_FILE} missing); create it with `realcam data "
+          f"encode --config CONFIG --data-dir DATA --vae VAE_CKPT --out {root}`")
+    with open(meta_path) as f:
+      self.meta = json.load(f)
+    if split not in self.meta["splits"]:
+      raise LatentDatasetError(f"latent dataset {root!r} has no split {split!r}; it has "
+                               f"{sorted(self.meta['splits'])}")
+    folder = os.path.join(root, split)
+    self.arrays = {name: np.load(os.path.join(folder, name + ".npy"), mmap_mode="r")
+                   for name in self.meta["features"]}
+    self._len = int(self.meta["splits"][split])
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index: int) -> dict:
+    if not -self._len <= index < self._len:
+      raise IndexError(f"record {index} of {self._len}")
+    return {k: np.array(v[index]) for k, v in self.arrays.items()}
+
+
+def _encoder(vae: WanVAE):
+  graphdef, state = nnx.split(vae)
+  fn = jax.jit(lambda s, x: nnx.merge(graphdef, s).encode(x))
+  return lambda videos: np.asarray(fn(state, jnp.asarray(videos, jnp.float32) / 127.5 - 1.0))
+
+
+def encode_split(records: Sequence[Mapping], vae: WanVAE, folder: str, *, progress=None) -> int:
+  """Encodes `records` (dicts with source_rgb u8[T,H,W,3], target_rgb u8[C,T,H,W,3], ...)
+  into `folder/<feature>.npy`; returns the record count."""
+  n = len(records)
+  if n == 0:
+    raise LatentDatasetError("cannot encode an empty split")
+  os.makedirs(folder, exist_ok=True)
+  encode = _encoder(vae)
+  outs: dict[str, np.ndarray] = {}
+  for i in range(n):
+    rec = records[i]
+    src, tgt = np.asarray(rec["source_rgb"]), np.asarray(rec["target_rgb"])
+    videos = np.concatenate([src[None], tgt]).astype(np.float32)   # [1 + C, T, H, W, 3]
+    if i == 0:
+      try:
+        check_video(videos, spatial=vae.spatial_factor, temporal=vae.temporal_factor,
+                    channels=vae.in_channels, name="dataset clips")
+      except VAEInputError as e:
+        raise LatentDatasetError(f"{e} -- rebuild the dataset with frame sizes and counts the "
+                                 f"VAE accepts") from None
+    z = encode(videos)                                             # [1 + C, F, h, w, z]
+    values = dict(source_latent=z[0], target_latent=z[1:],
+                  **{k: np.asarray(rec[k]) for k in PASSTHROUGH if k in rec})
+    for k, v in values.items():
+      if k not in outs:
+        outs[k] = np.lib.format.open_memmap(os.path.join(folder, k + ".npy"), mode="w+",
+                                            dtype=v.dtype, shape=(n,) + v.shape)
+      outs[k][i] = v
+    if progress is not None:
+      progress()
+  for arr in outs.values():
+    arr.flush()
+  return n
+
+
+def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae: WanVAE, out_dir: str, *,
+                   meta: Mapping | None = None, overwrite: bool = False,
+                   progress=None) -> str:
+  """Encodes every split of `sources` (split -> records) into the latent dataset `out_dir`.
+
+  Atomic: written to a temporary sibling and renamed at the end. `progress(split)`
+  is called after each record.
+  """
+  out_dir = os.path.abspath(out_dir)
+  if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+    raise LatentDatasetError(f"{out_dir} exists and is not empty; pass --overwrite to replace it")
+  parent = os.path.dirname(out_dir)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+  try:
+    sizes = {}
+    for split, records in sources.items():
+      cb = (lambda s=split: progress(s)) if progress is not None else None
+      sizes[split] = encode_split(records, vae, os.path.join(tmp, split), progress=cb)
+    first = os.path.join(tmp, next(iter(sources)))
+    features = sorted(f[:-4] for f in os.listdir(first) if f.endswith(".npy"))
+    shapes = {f: list(np.load(os.path.join(first, f + ".npy"), mmap_mode="r").shape[1:])
+              for f in features}
+    info = dict(meta or {}, splits=sizes, features=features, record_shapes=shapes,
+                vae=dict(spatial_factor=vae.spatial_factor, temporal_factor=vae.temporal_factor,
+                         z_dim=vae.z_dim, latents_mean=list(vae.latents_mean),
+                         latents_std=list(vae.latents_std), normalised=True))
+    with open(os.path.join(tmp, META_FILE), "w") as f:
+      json.dump(info, f, indent=2, sort_keys=True, default=str)
+    if os.path.exists(out_dir):
+      shutil.rmtree(out_dir)
+    os.rename(tmp, out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return out_dir
+
+
+# ----------------------------------------------------------------------------- reading
+
+class _RenamingIterator:
+  """Pipeline batches -> teacher batch keys; forwards grain's checkpointable state (as bytes)."""
+
+  def __init__(self, inner):
+    self._inner = inner
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    b = next(self._inner)
+    out = dict(source_latents=b["source"], target_latents=b["target"],
+               target_poses=b["target_poses"], source_poses=b["source_poses"],
+               intrinsics=b["intrinsics"])
+    if np.all(b["has_text"]):
+      out["text"] = b["text_embedding"]
+    return out
+
+  def get_state(self) -> bytes:
+    return json.dumps(self._inner.get_state()).encode()
+
+  def set_state(self, state: bytes):
+    self._inner.set_state(json.loads(state))
+
+  def start_prefetch(self):
+    if hasattr(self._inner, "start_prefetch"):
+      self._inner.start_prefetch()
+
+
+def make_iterator(config, *, split: str = "train", shard_index: int | None = None,
+                  shard_count: int | None = None, batch_size: int | None = None):
+  """Latent batches for the trainers from `config.data.dataset_dir` (see train/data.py).
+
+  Yields source_latents / target_latents f32[B, F, h, w, z] (F = data.latent_frames),
+  target_poses / source_poses f32[B, F, 4, 4] (relative to the window's first source
+  pose, one per latent frame), intrinsics f32[B, 3, 3], and text f32[B, Lt, Dt] when
+  the records carry embeddings.
+  """
+  import ml_collections
+
+  from realcam_jax.data import pipeline
+  d = config.data
+  source = LatentSource(d.dataset_dir, split)
+  shape = source.meta["record_shapes"]["source_latent"]
+  want = [d.latent_frames, d.latent_height, d.latent_width, d.latent_channels]
+  if shape[1:] != want[1:] or shape[0] < want[0]:
+    raise LatentDatasetError(
+        f"latent dataset {d.dataset_dir!r} holds latents [F, h, w, z] = {shape}; the config "
+        f"wants {want} (data.latent_*); re-encode or fix the config")
+  p = ml_collections.ConfigDict(dict(
+      train_frames=int(d.latent_frames), batch_size=int(batch_size or config.train.batch_size),
+      num_workers=int(d.get("num_workers", 0)), num_threads=int(d.get("num_threads", 2)),
+      loopaug_fraction=float(d.get("loopaug_fraction", 0.0)),
+      loopaug_turn=tuple(d.get("loopaug_turn", (0.5, 0.5))),
+      source_key="source_latent", target_key="target_latent",
+      text_len=int(config.model.text_len), text_dim=int(config.model.text_dim)))
+  inner = pipeline.make_dataset(None, split, p, seed=int(config.seed), batch_size=p.batch_size,
+                                shard_index=shard_index, shard_count=shard_count, source=source)
+  return _RenamingIterator(inner)
+
+
+def open_build(data_dir: str, data_config, splits: Iterable[str] | None = None) -> dict:
+  """split -> random-access records of a built synthetic dataset (`realcam data build`)."""
+  from realcam_jax.data import pipeline, tfds_builder
+  builder = tfds_builder.load_builder(data_dir, tfds_builder.config_from_data(data_config))
+  available = sorted(builder.info.splits)
+  splits = list(splits) if splits else available
+  missing = sorted(set(splits) - set(available))
+  if missing:
+    raise LatentDatasetError(f"the dataset at {data_dir!r} has no split(s) {missing}; it has "
+                             f"{available}")
+  return {s: pipeline.open_source(data_dir, s, data_config) for s in splits}
