@@ -1,0 +1,85 @@
+"""StreamingSession == offline render; camera changes take effect in the next chunk."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from realcam_jax.camera import intrinsics as intr
+from realcam_jax.config import get_config
+from realcam_jax.inference import session as sess
+from realcam_jax.inference.camera_control import CameraCommandError
+from realcam_jax.models import vae as vae_lib
+from realcam_jax.models.realcam import RealCamDiT
+from realcam_jax.train import state as st
+
+H = W = 16
+
+
+@pytest.fixture(scope="module")
+def models():
+  config = get_config("student:tiny")
+  graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
+  # Random (non-zero) weights everywhere, including the zero-initialised camera hooks,
+  # so that the camera visibly changes the output.
+  leaves, tdef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  params = jax.tree.unflatten(tdef, [l + 0.2 * jax.random.normal(k, l.shape)
+                                     for l, k in zip(leaves, keys)])
+  vae = vae_lib.create_vae(get_config("vae:tiny").model, seed=0)
+  k = intr.intrinsics_from_fov(60.0, W, H)
+  return config, graphdef, params, vae, np.asarray(k, np.float32)
+
+
+def _video(t, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (t, H, W, 3), dtype=np.uint8)
+
+
+def _session(models, **kw):
+  config, graphdef, params, vae, k = models
+  return sess.StreamingSession(config, graphdef, params, vae, height=H, width=W, intrinsics=k,
+                               seed=3, **kw)
+
+
+def test_session_equals_offline_and_camera_change_applies_next_chunk(models):
+  config, graphdef, params, vae, k = models
+  kk = config.student.chunk_pairs
+  n_chunks = 2
+  t = 1 + 4 * (n_chunks * kk - 1)
+  video = _video(t)
+
+  s = _session(models)
+  assert s.chunk_frames() == 1 + 4 * (kk - 1)
+  # Push in uneven pieces: chunks run as soon as they are complete.
+  assert s.push(video[:5]) == 0
+  assert s.push(video[5:]) == n_chunks
+  streamed = s.pull()
+  assert streamed.shape == (t, H, W, 3) and streamed.dtype == np.uint8
+  assert s.pull().shape[0] == 0
+
+  poses = np.stack([np.eye(4, dtype=np.float32)] * (n_chunks * kk))[None]
+  offline = np.asarray(sess.render_offline(config, graphdef, params, vae, video[None],
+                                           poses, k[None], seed=3))[0]
+  np.testing.assert_allclose(streamed.astype(int), offline.astype(int), atol=1)
+
+  # A camera command after chunk 0 changes chunk 1 only.
+  s2 = _session(models)
+  s2.push(video[:s2.chunk_frames()])
+  first = s2.pull()
+  np.testing.assert_array_equal(first, streamed[:len(first)])
+  with pytest.raises(CameraCommandError):
+    s2.command("fly to the moon")
+  s2.command("pan 30")
+  s2.push(video[len(first):])
+  second = s2.pull()
+  assert np.abs(second.astype(int) - streamed[len(first):].astype(int)).max() > 2
+  assert len(s.latencies) == n_chunks
+
+
+def test_bad_frames_are_rejected(models):
+  s = _session(models)
+  with pytest.raises(ValueError, match="uint8"):
+    s.push(np.zeros((2, H, W, 3), np.float32))
+  with pytest.raises(ValueError, match=f"uint8\\[N, {H}, {W}, 3\\]"):
+    s.push(np.zeros((2, H + 1, W, 3), np.uint8))
