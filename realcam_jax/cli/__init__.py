@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "convert": "convert",
     "camera": "camera",
     "data": "data",
+    "render": "render",
+    "serve": "serve",
 }
 
 

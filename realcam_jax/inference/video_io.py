@@ -256,6 +256,10 @@ class VideoWriter:
       if self._proc.wait() != 0 or not os.path.getsize(self._tmp):
         raise VideoError(f"writing video {self.path} failed: ffmpeg exited with status "
                          f"{self._proc.returncode} ({self._ffmpeg_log() or 'no message'})")
+      # mkstemp files are 0600; give the finished video the usual permissions.
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(self._tmp, 0o666 & ~umask)
       os.replace(self._tmp, self.path)
       self._finalizer.detach()
       self._tmp = None

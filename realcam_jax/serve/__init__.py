@@ -1,0 +1,1 @@
+"""`realcam serve`: the local web page that steers the camera live (server.py, static/)."""
