@@ -42,6 +42,23 @@ class KVCache:
     valid = jnp.repeat(self.block_chunk >= 0, self.chunk_tokens)
     return jnp.broadcast_to(valid[None], (self.k.shape[1], valid.shape[0]))
 
+  def visible(self, query_chunk, window_chunks: int | None = None) -> jax.Array:
+    """bool[B, S]: slots a query in chunk `query_chunk` attends to.
+
+    Committed chunks c < query_chunk that are sinks (c < sink_chunks) or among the last
+    `window_chunks` before it (None = the ring's own size; 0 = unlimited). For a stream
+    (query_chunk == num_chunks) with the default window this equals `kv_valid()`; a cache
+    holding more chunks (e.g. a whole training rollout) is read as it was when
+    `query_chunk` was generated.
+    """
+    c = self.block_chunk
+    window = self.window_chunks if window_chunks is None else window_chunks
+    seen = (c >= 0) & (c < query_chunk)
+    if window > 0:
+      seen = seen & ((c < self.sink_chunks) | (c >= query_chunk - window))
+    seen = jnp.repeat(seen, self.chunk_tokens)
+    return jnp.broadcast_to(seen[None], (self.k.shape[1], seen.shape[0]))
+
 
 def init_cache(num_layers: int, batch: int, num_heads: int, head_dim: int, *,
                chunk_tokens: int, window_chunks: int, sink_chunks: int = 0,

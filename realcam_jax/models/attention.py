@@ -8,8 +8,10 @@ Masks are described, not materialised: an `AttentionMask` holds at most
     attends to a key when kv_block <= q_block. Frames or chunks of frames are
     blocks (`frame_block_ids` expands per-frame ids to per-token ids);
   - a key-validity mask `kv_valid` bool[S] or [B, S] (e.g. the filled slots of
-    a static KV-cache buffer).
-Both may be present (combine with `&`). No fields = full attention.
+    a static KV-cache buffer);
+  - an explicit dense `allowed` bool[T, S] or [B, T, S] for patterns the
+    fields above cannot express (e.g. a sink + rolling-window reference).
+Any may be present (combined with `&`). No fields = full attention.
 `mask.dense(T, S)` builds bool[B or 1, T, S]; implementations call it only when
 they need a dense mask. A query row with no valid key gets uniform weights
 over all keys (never NaN); callers should not rely on such rows.
@@ -19,6 +21,9 @@ Implementations live in a registry keyed by name (`register_attention_impl`):
   xla          `jax.nn.dot_product_attention(implementation="xla")`.
   cudnn        `jax.nn.dot_product_attention(implementation="cudnn")`: fused
                flash attention on NVIDIA GPUs, bf16/fp16 inputs only.
+  blockwise    flash-style key-block scan with a custom VJP in plain JAX (any
+               backend, O(B N T block) memory; long sequences, see
+               `realcam_jax.scale.blockwise_attention`).
 """
 
 from __future__ import annotations
@@ -46,10 +51,12 @@ class AttentionMask:
     q_block: int[T] or int[B, T], block id of each query token, or None.
     kv_block: int[S] or int[B, S], block id of each key token, or None.
     kv_valid: bool[S] or bool[B, S], False for keys to ignore, or None.
+    allowed: bool[T, S] or bool[B, T, S], an explicit dense mask, or None.
   """
   q_block: jax.Array | None = None
   kv_block: jax.Array | None = None
   kv_valid: jax.Array | None = None
+  allowed: jax.Array | None = None
 
   @classmethod
   def full(cls) -> "AttentionMask":
@@ -68,16 +75,22 @@ class AttentionMask:
     """Only keys with kv_valid[j] (bool[S] or bool[B, S]) are seen."""
     return cls(kv_valid=jnp.asarray(kv_valid, bool))
 
+  @classmethod
+  def dense_allowed(cls, allowed) -> "AttentionMask":
+    """Query t sees key s where allowed[(b,) t, s] (bool[T, S] or bool[B, T, S])."""
+    return cls(allowed=jnp.asarray(allowed, bool))
+
   @property
   def kind(self) -> str:
-    """'full', 'block_causal', 'key_valid' or 'block_causal+key_valid'."""
+    """'full' or '+'-joined parts of 'block_causal', 'key_valid', 'allowed'."""
     parts = (["block_causal"] if self.q_block is not None else []) + (
-        ["key_valid"] if self.kv_valid is not None else [])
+        ["key_valid"] if self.kv_valid is not None else []) + (
+        ["allowed"] if self.allowed is not None else [])
     return "+".join(parts) or "full"
 
   @property
   def is_full(self) -> bool:
-    return self.q_block is None and self.kv_valid is None
+    return self.q_block is None and self.kv_valid is None and self.allowed is None
 
   def __and__(self, other: "AttentionMask") -> "AttentionMask":
     """Both masks must allow a (query, key) pair."""
@@ -89,7 +102,11 @@ class AttentionMask:
       kv_valid = self.kv_valid if other.kv_valid is None else other.kv_valid
     else:
       kv_valid = jnp.logical_and(self.kv_valid, other.kv_valid)
-    return AttentionMask(q_block, kv_block, kv_valid)
+    if self.allowed is None or other.allowed is None:
+      allowed = self.allowed if other.allowed is None else other.allowed
+    else:
+      allowed = jnp.logical_and(self.allowed, other.allowed)
+    return AttentionMask(q_block, kv_block, kv_valid, allowed)
 
   def check(self, num_q: int, num_kv: int, batch: int | None = None) -> None:
     """Raises ValueError if the mask does not fit T=num_q queries, S=num_kv keys."""
@@ -103,6 +120,13 @@ class AttentionMask:
         raise ValueError(
             f"attention mask field {name} has shape {tuple(arr.shape)}; expected [{n}] or "
             f"[B, {n}] with {what}={n}" + (f" and B={batch}" if batch is not None else ""))
+    a = self.allowed
+    if a is not None and (a.ndim not in (2, 3) or a.shape[-2:] != (num_q, num_kv) or (
+        a.ndim == 3 and batch is not None and a.shape[0] not in (1, batch))):
+      raise ValueError(
+          f"attention mask field allowed has shape {tuple(a.shape)}; expected [{num_q}, {num_kv}] "
+          f"or [B, {num_q}, {num_kv}] (queries T={num_q}, keys S={num_kv})"
+          + (f" with B={batch}" if batch is not None else ""))
 
   def dense(self, num_q: int, num_kv: int) -> jax.Array:
     """bool[B or 1, T, S]: True where query t may attend to key s."""
@@ -114,6 +138,8 @@ class AttentionMask:
       m = jnp.logical_and(m, kb <= qb)
     if self.kv_valid is not None:
       m = jnp.logical_and(m, jnp.atleast_2d(self.kv_valid)[:, None, :])
+    if self.allowed is not None:
+      m = jnp.logical_and(m, self.allowed if self.allowed.ndim == 3 else self.allowed[None])
     return m
 
 
@@ -180,6 +206,14 @@ def _cudnn(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
 register_attention_impl("dot_product", _dot_product)
 register_attention_impl("xla", _jax_nn("xla"))
 register_attention_impl("cudnn", _cudnn)
+
+
+def _blockwise(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
+  from realcam_jax.scale.blockwise_attention import blockwise_attention  # no import cycle
+  return blockwise_attention(q, k, v, mask, scale)
+
+
+register_attention_impl("blockwise", _blockwise)
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask | None = None,

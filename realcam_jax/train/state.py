@@ -57,8 +57,15 @@ def create_sharded(build: Callable[[nnx.Rngs], nnx.Module], optimizer: optax.Gra
 
 
 def _state_shardings(abs_state: TrainState, param_sh, mesh):
+  rep = sharding.replicated(mesh)
+  return TrainState(step=rep, params=param_sh,
+                    opt_state=opt_state_shardings(abs_state.opt_state, abs_state.params,
+                                                  param_sh, mesh))
+
+
+def opt_state_shardings(abs_opt_state, abs_params, param_sh, mesh):
   """Optimizer moments follow their parameters' shardings; everything else is replicated."""
-  params_def = jax.tree.structure(abs_state.params)
+  params_def = jax.tree.structure(abs_params)
   rep = sharding.replicated(mesh)
 
   def rec(node):
@@ -72,7 +79,7 @@ def _state_shardings(abs_state: TrainState, param_sh, mesh):
       return {k: rec(v) for k, v in node.items()}
     return jax.tree.map(lambda _: rep, node)
 
-  return TrainState(step=rep, params=param_sh, opt_state=rec(abs_state.opt_state))
+  return rec(abs_opt_state)
 
 
 def count_params(params) -> int:

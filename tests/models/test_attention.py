@@ -50,12 +50,21 @@ def _hand_valid():
   return m
 
 
+# An explicit dense pattern no block ids can express (per batch: a sink + sliding window).
+ALLOWED = np.random.default_rng(5).random((B, T, S)) < 0.6
+ALLOWED[:, :, 0] = True
+
 MASKS = {
     "full": (AttentionMask.full(), None),
     "block_causal": (AttentionMask.block_causal(Q_BLOCK, KV_BLOCK), _hand_block_causal()),
     "key_valid": (AttentionMask.key_valid(KV_VALID), _hand_valid()),
     "both": (AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.key_valid(KV_VALID),
              _hand_block_causal() & _hand_valid()),
+    "allowed": (AttentionMask.dense_allowed(ALLOWED), ALLOWED),
+    "block_causal+key_valid+allowed": (
+        AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.key_valid(KV_VALID)
+        & AttentionMask.dense_allowed(ALLOWED[0]),
+        _hand_block_causal() & _hand_valid() & ALLOWED[:1]),
 }
 
 
@@ -110,6 +119,8 @@ def test_errors_name_the_bad_input():
     attn.attention(q, k, v, AttentionMask.block_causal(Q_BLOCK, KV_BLOCK[:4]))
   with pytest.raises(ValueError, match="shapes do not agree"):
     attn.attention(q, k[:, :, :2], v[:, :, :2])
+  with pytest.raises(ValueError, match="field allowed has shape"):
+    attn.attention(q, k, v, AttentionMask.dense_allowed(np.ones((T, S - 1), bool)))
   with pytest.raises(ValueError, match="two block-causal"):
     _ = AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.block_causal(Q_BLOCK,
                                                                                    KV_BLOCK)

@@ -1,0 +1,88 @@
+"""Student distillation (ODE init, then Self-Forcing + DMD): `configs/student.py:SIZE[,ABL...]`.
+
+SIZE: tiny | demo | wan2_1_1_3b. The teacher's config at the same size is embedded as
+`config.teacher`; `config.model` and `config.mesh` are the teacher's sections (teacher,
+critic and student share one architecture). ABLATIONS (combine with commas):
+  chunk1       chunks of K=1 frame pair instead of 3
+  no_loopaug   no LoopAug sequences in the training mix
+  window       rolling attention window of 2 chunks plus 1 sink chunk
+
+`launch/train.py --config configs/student.py:tiny --workdir W` runs the stages in
+`config.stages` in order, each in W/<stage>; DMD starts from W/ode_init when that stage
+ran (or `student.init_from`).
+"""
+
+import ml_collections
+
+from configs import common
+from configs import teacher as teacher_config
+
+
+def _optim(lr, *, b1=0.0, b2=0.999, clip=10.0, warmup=0):
+  return ml_collections.ConfigDict(dict(
+      lr=lr, warmup_steps=warmup, schedule="constant", total_steps=0, b1=b1, b2=b2,
+      weight_decay=0.0, clip_norm=clip))
+
+
+def _pick(size, tiny, demo, full):
+  return {"tiny": tiny, "demo": demo, "wan2_1_1_3b": full}[size]
+
+
+ABLATIONS = {
+    "chunk1": lambda c: setattr(c.student, "chunk_pairs", 1),
+    "no_loopaug": lambda c: setattr(c.student, "loopaug_fraction", 0.0),
+    "window": lambda c: (setattr(c.student, "window_chunks", 2),
+                         setattr(c.student, "sink_chunks", 1)),
+}
+
+
+def get_config(arg=None):
+  size, *ablations = (arg or "tiny").split(",")
+  if size not in common.MODEL_SIZES:
+    raise ValueError(f"unknown student size {size!r}; expected one of {sorted(common.MODEL_SIZES)}")
+  c = ml_collections.ConfigDict()
+  c.stage = "ode_init"                 # the stage `run.run` runs when `stages` is empty
+  c.stages = ("ode_init", "dmd")
+  c.seed = 0
+  c.teacher = teacher_config.get_config(size)
+  c.model = c.teacher.model            # the same section object: one architecture
+  c.mesh = c.teacher.mesh
+  c.data = teacher_config.data_config(size)
+  c.data.latent_frames = _pick(size, 6, 9, 21)   # a multiple of chunk_pairs (3 and 1)
+
+  c.student = ml_collections.ConfigDict(dict(
+      chunk_pairs=3,                        # K frame pairs per chunk (ablate 1)
+      timesteps=(1000.0, 750.0, 500.0, 250.0),  # few-step levels before the shift
+      shift=5.0,
+      sink_chunks=0,                        # first chunks kept forever in the window
+      window_chunks=0,                      # rolling window W (0 = unlimited up to max_frames)
+      max_frames=_pick(size, 12, 48, 48),   # cache length when window_chunks is 0
+      teacher_ckpt="",                      # teacher workdir or converted dir ("" = seed init)
+      init_from="",                         # DMD generator init (ODE-init workdir or dir)
+      loopaug_fraction=0.25,                # share of LoopAug sequences (item 6)
+      # ODE init (CausVid): teacher Euler trajectories.
+      ode_steps=_pick(size, 8, 48, 48),
+      ode_shift=5.0,
+      ode_cfg=c.teacher.sampler.cfg_scale,
+      # DMD.
+      gen_every=_pick(size, 2, 5, 5),       # generator updated once per gen_every iterations
+      real_cfg=3.0,                         # CFG of the real score (teacher)
+      dmd_sigma_min=0.02,                   # DMD noise level ~ shift(U[min, max])
+      dmd_sigma_max=0.98,
+      critic_shift=5.0,                     # critic flow-matching sigma shift
+      ema_decay=0.99,
+      ema_start=_pick(size, 1, 200, 200),
+  ))
+  c.ode_optim = _optim(_pick(size, 1e-3, 1e-4, 2e-6), b1=0.9, clip=1.0)
+  c.gen_optim = _optim(_pick(size, 1e-4, 2e-5, 2e-6))
+  c.critic_optim = _optim(_pick(size, 1e-4, 4e-6, 4e-7))
+  c.stage_steps = ml_collections.ConfigDict(dict(
+      ode_init=_pick(size, 4, 1000, 3000), dmd=_pick(size, 4, 1500, 3000)))
+  c.train = ml_collections.ConfigDict(dict(
+      batch_size=_pick(size, 8, 8, 64), num_steps=0,   # num_steps: set per stage by run.run
+      log_every=_pick(size, 1, 10, 50), ckpt_every=_pick(size, 2, 100, 500), keep=3))
+  for name in ablations:
+    if name not in ABLATIONS:
+      raise ValueError(f"unknown student ablation {name!r}; expected any of {sorted(ABLATIONS)}")
+    ABLATIONS[name](c)
+  return c

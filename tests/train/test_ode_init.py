@@ -1,0 +1,111 @@
+"""ODE initialisation: trajectory levels, per-chunk level mixing, teacher loading, one step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from realcam_jax import sharding
+from realcam_jax.config import get_config
+from realcam_jax.inference import student as student_inf
+from realcam_jax.train import data, ode_init
+from realcam_jax.train import state as st
+
+
+def _batch(config):
+  return jax.tree.map(jnp.asarray, next(data.make_iterator(config)))
+
+
+def test_trajectory_levels_are_nearest_to_student_levels():
+  config = get_config("student:demo")           # 48 Euler steps at shift 5
+  idx, sig = ode_init.trajectory_levels(config)
+  target = np.asarray(student_inf.student_sigmas(config))
+  np.testing.assert_allclose(target * 1000, [1000, 937.5, 833.3, 625], atol=0.1)
+  assert idx[0] == 0 and np.all(np.diff(idx) > 0)
+  assert np.abs(sig - target).max() < 0.02
+  from realcam_jax.diffusion import schedule
+  euler = np.asarray(schedule.euler_sigmas(48, 5.0))
+  for i, t in zip(idx, target):
+    assert np.abs(euler[i] - t) == np.abs(euler - t).min()
+
+
+def test_mix_levels_picks_one_level_per_chunk():
+  n, b, f = 4, 3, 6
+  latents = jnp.arange(n, dtype=jnp.float32)[:, None, None, None, None, None] * jnp.ones(
+      (n, b, f, 2, 2, 1))
+  latents = latents + 10 * jnp.arange(f, dtype=jnp.float32)[None, None, :, None, None, None]
+  sigmas = jnp.asarray([1.0, 0.9, 0.8, 0.6])
+  x_t, sigma, level = ode_init.mix_levels(latents, sigmas, jax.random.key(0), chunk_pairs=3)
+  level = np.asarray(level)
+  assert (level[:, :3] == level[:, :1]).all() and (level[:, 3:] == level[:, 3:4]).all()
+  np.testing.assert_array_equal(np.asarray(x_t)[..., 0, 0, 0], level + 10 * np.arange(f))
+  np.testing.assert_allclose(sigma, np.asarray(sigmas)[level])
+  many = ode_init.mix_levels(latents, sigmas, jax.random.key(1), 1)[2]
+  assert len(np.unique(np.asarray(many))) > 1        # chunks pick independently
+
+
+def perturbed_teacher_dir(config, path, scale=0.1):
+  """A 'trained' teacher (random non-zero weights; the zero-initialised heads of a fresh
+  model make every output zero) saved as a converted directory."""
+  from realcam_jax.ckpt import orbax_io
+  mesh = sharding.make_mesh(config.mesh)
+  _, abs_params, param_sh = ode_init.abstract_params(config, mesh)
+  params = jax.device_get(ode_init.load_teacher_params(config, abs_params, param_sh))
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  params = jax.tree.unflatten(treedef, [l + scale * np.asarray(jax.random.normal(k, l.shape))
+                                        for l, k in zip(leaves, keys)])
+  return orbax_io.save_state(str(path), params, config)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  config = get_config("student:tiny")
+  config.student.teacher_ckpt = perturbed_teacher_dir(config, tmp_path_factory.mktemp("t") / "x")
+  mesh = sharding.make_mesh(config.mesh)
+  graphdef, state, state_sh, aux = ode_init.init(config, mesh)
+  return config, mesh, graphdef, state, state_sh, aux
+
+
+def test_student_starts_as_teacher_and_learns_teacher_untouched(setup):
+  config, mesh, graphdef, state, state_sh, aux = setup
+  teacher = aux["teacher_params"]
+  jax.tree.map(np.testing.assert_array_equal, state.params, teacher)
+  teacher_before = jax.device_get(teacher)
+  batch = _batch(config)
+  with jax.set_mesh(mesh):
+    step = ode_init.compile_step(graphdef, config, aux, state_sh, mesh, batch)
+    losses = []
+    for _ in range(20):
+      state, metrics = step(state, batch)
+      losses.append(float(metrics["loss"]))
+  assert np.isfinite(losses).all() and losses[0] > 0
+  assert np.mean(losses[-3:]) < 0.5 * losses[0], losses       # the regression learns
+  assert int(state.step) == 20
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(aux["teacher_params"]),
+               teacher_before)
+  moved = [float(jnp.abs(a - b).max()) for a, b in
+           zip(jax.tree.leaves(state.params), jax.tree.leaves(teacher_before))]
+  assert max(moved) > 0
+
+
+def test_teacher_loads_from_workdir_and_converted_dir(setup, tmp_path):
+  config, mesh, graphdef, state, state_sh, aux = setup
+  from realcam_jax.ckpt import orbax_io
+  from realcam_jax.ckpt.manager import Checkpointer
+  _, abs_params = st.abstract_model(ode_init.build_model(config))
+  param_sh = aux["param_shardings"]
+  params = jax.tree.map(lambda x: x + 1.5, jax.device_get(aux["teacher_params"]))
+  # A teacher training workdir: TrainState under workdir/ckpt/<step>.
+  ckpt = Checkpointer(str(tmp_path / "teacher" / "ckpt"), with_data=False)
+  ckpt.save(7, st.TrainState(jnp.asarray(7), params, {"mu": params}), {"stage": "teacher"},
+            force=True)
+  ckpt.close()
+  got = ode_init.load_params(str(tmp_path / "teacher"), abs_params, param_sh)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(got), params)
+  # A converted / exported directory.
+  orbax_io.save_state(str(tmp_path / "conv"), params, config)
+  got = ode_init.load_params(str(tmp_path / "conv"), abs_params, param_sh)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(got), params)
+  with pytest.raises(FileNotFoundError, match="is not a checkpoint"):
+    ode_init.load_params(str(tmp_path / "nothing"), abs_params, param_sh)
