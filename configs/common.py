@@ -55,10 +55,15 @@ def model_config(size: str) -> ml_collections.ConfigDict:
 
 
 def mesh_config() -> ml_collections.ConfigDict:
-  """Mesh axis sizes; -1 means 'all remaining devices'."""
+  """Mesh axis sizes (-1 means 'all remaining devices') and the activation rule table.
+
+  rules: `default`, or `context` to shard the token axis of activations over the
+  `context` mesh axis (sequence parallelism for long sequences; see docs/scaling.md).
+  """
   c = ml_collections.ConfigDict()
   c.data = -1
   c.fsdp = 1
   c.tensor = 1
   c.context = 1
+  c.rules = "default"
   return c

@@ -1,13 +1,17 @@
 """Train any stage: `python launch/train.py --config configs/teacher.py:demo --workdir runs/x`.
 
-Config overrides: `--config.train.num_steps=100`. Multi-host: when the JAX
-coordinator environment is set (Cloud TPU sets it; elsewhere pass
---coordinator, --num_processes, --process_id), `jax.distributed.initialize` runs
-first. Resumes from `WORKDIR/ckpt` if it holds a checkpoint.
+Config overrides: `--config.train.num_steps=100`. Multi-host: pass
+--coordinator, --num_processes and --process_id (GPU clusters, CPU processes on one
+machine), or --multihost to let JAX detect the cluster (Cloud TPU VM pod slices,
+SLURM); `jax.distributed.initialize` then runs first, on every process. Resumes from
+`WORKDIR/ckpt` if it holds a checkpoint; SIGTERM saves a checkpoint and exits 0.
+See docs/launch.md.
 """
 
 import argparse
 import sys
+
+FINISHED_PREFIX = "realcam-train:"
 
 
 def main(argv=None):
@@ -20,11 +24,16 @@ def main(argv=None):
   p.add_argument("--coordinator", default=None, help="host:port of process 0 (multi-host)")
   p.add_argument("--num_processes", type=int, default=None)
   p.add_argument("--process_id", type=int, default=None)
+  p.add_argument("--multihost", action="store_true",
+                 help="initialise JAX's distributed runtime from the environment (TPU pods, SLURM)")
   args = p.parse_args(argv)
 
-  import jax
-  if args.coordinator or args.num_processes:
-    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+  from realcam_jax.scale import multihost
+  try:
+    multihost.initialize(args.coordinator, args.num_processes, args.process_id,
+                         auto=args.multihost)
+  except ValueError as e:
+    p.error(str(e))
   try:
     config = get_config(args.config, overrides)
   except ConfigError as e:
@@ -35,6 +44,12 @@ def main(argv=None):
   except common.NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     return 3
+  if multihost.is_main_process():   # launch/tpu_vm.py's watch loop reads this line
+    if info.get("stopped_by_signal"):
+      print(f"{FINISHED_PREFIX} stopped by signal at step {info['last_step']}; run the same "
+            "command to resume", flush=True)
+    else:
+      print(f"{FINISHED_PREFIX} finished at step {info['last_step']}", flush=True)
   return 0
 
 

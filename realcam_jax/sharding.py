@@ -2,7 +2,9 @@
 
 Parameters and activations are annotated with *logical* axis names; `RULES`
 maps each to mesh axes. Changing parallelism means editing this table (or
-passing another one), nothing else.
+passing another one), nothing else. Activation constraints inside the model
+(`constrain`) use the table made active with `use_rules` (trainers pick it with
+`config.mesh.rules`); `context` shards the token axis over the `context` mesh axis.
 
 Mesh axes:
   data     pure data parallelism (replicated parameters)
@@ -13,8 +15,10 @@ Mesh axes:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -46,12 +50,41 @@ RULES: dict[str, Any] = {
 CONTEXT_PARALLEL_RULES = {**RULES, "length": "context"}
 
 
+RULE_TABLES = {"default": RULES, "context": CONTEXT_PARALLEL_RULES}
+
+
 def rules_for(name: str = "default") -> dict[str, Any]:
   """Named rule tables: `default` or `context` (sequence-sharded activations)."""
-  tables = {"default": RULES, "context": CONTEXT_PARALLEL_RULES}
-  if name not in tables:
-    raise ValueError(f"unknown sharding rules {name!r}; expected one of {sorted(tables)}")
-  return dict(tables[name])
+  if name not in RULE_TABLES:
+    raise ValueError(f"unknown sharding rules {name!r}; expected one of {sorted(RULE_TABLES)}")
+  return dict(RULE_TABLES[name])
+
+
+# The rules that activation constraints inside the model (`constrain`) use. Models call
+# `constrain(x, logical)` without a table, so a trainer picks the table once, around tracing.
+_ACTIVE_RULES: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "realcam_sharding_rules", default=RULES)
+
+
+def active_rules() -> Mapping[str, Any]:
+  """The rule table `constrain` uses now (`RULES` unless inside `use_rules`)."""
+  return _ACTIVE_RULES.get()
+
+
+@contextlib.contextmanager
+def use_rules(rules: str | Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+  """Makes `rules` (a table or a name for `rules_for`) active for `constrain` in this block.
+
+  Use it around the *tracing* of a jitted function (its first call, or `.lower`):
+    with jax.set_mesh(mesh), sharding.use_rules("context"):
+      out = jax.jit(forward)(...)
+  """
+  table = rules_for(rules) if isinstance(rules, str) else rules
+  token = _ACTIVE_RULES.set(table)
+  try:
+    yield table
+  finally:
+    _ACTIVE_RULES.reset(token)
 
 
 def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -143,10 +176,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def constrain(x: jax.Array, logical: Sequence[str | None], rules: Mapping[str, Any] = RULES):
-  """`with_sharding_constraint` by logical names; a no-op when no mesh is active."""
+def constrain(x: jax.Array, logical: Sequence[str | None],
+              rules: Mapping[str, Any] | None = None):
+  """`with_sharding_constraint` by logical names; a no-op when no mesh is active.
+
+  `rules` defaults to the active table (`use_rules`), `RULES` outside any.
+  """
   mesh = jax.sharding.get_abstract_mesh()
   if mesh is None or mesh.empty:
     return x
+  rules = active_rules() if rules is None else rules
   spec = _fit_spec(logical_to_spec(logical, rules), x.shape, mesh)
   return jax.lax.with_sharding_constraint(x, spec)

@@ -34,7 +34,8 @@ class Checkpointer:
 
   def __init__(self, directory: str, *, max_to_keep: int = 3, with_data: bool = True,
                async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    # Bucket paths (gs://...) stay as they are; Orbax writes there directly.
+    self.directory = directory if "://" in str(directory) else os.path.abspath(directory)
     self.with_data = with_data
     self._mgr = ocp.CheckpointManager(
         self.directory,

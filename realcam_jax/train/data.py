@@ -7,7 +7,8 @@
 
 Every source yields process-local numpy batches with the keys documented in
 `realcam_jax.train.teacher`. Sharding by process: each process reads
-`batch_size // process_count` examples of its own shard.
+`batch_size // process_count` examples: its contiguous block of each global batch
+(the rows its devices hold, see `realcam_jax.scale.multihost.check_batch_layout`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ def _random_example(index: int, cfg) -> dict:
               intrinsics=k)
 
 
+def _global_row(j: int, local_batch: int, proc: int, n_proc: int) -> int:
+  """Index in the global example stream of this process' j-th example.
+
+  Global batch s is stream rows [s * B, (s + 1) * B); process p reads its block
+  [p * b, (p + 1) * b) of it (b = B / processes), the rows its devices hold. So the
+  global batch, and the trained parameters, do not depend on the process count.
+  """
+  return (j // local_batch) * local_batch * n_proc + proc * local_batch + j % local_batch
+
+
 def make_iterator(config, *, split: str = "train"):
   """A checkpointable grain iterator of process-local batches for `config.data`."""
   import grain
@@ -43,8 +54,9 @@ def make_iterator(config, *, split: str = "train"):
                      f"number of processes ({n_proc})")
   local_batch = config.train.batch_size // n_proc
   if d.source == "random":
-    ds = grain.MapDataset.range(d.num_examples).shuffle(seed=config.seed + 1).repeat()
-    ds = ds[proc::n_proc].map(lambda i: _random_example(int(i), d))
+    order = grain.MapDataset.range(d.num_examples).shuffle(seed=config.seed + 1).repeat()
+    ds = grain.MapDataset.range(len(order) // n_proc).map(
+        lambda j: _random_example(int(order[_global_row(j, local_batch, proc, n_proc)]), d))
     return iter(ds.batch(local_batch).to_iter_dataset())
   if d.source == "latents":
     from realcam_jax.data import latents

@@ -10,13 +10,18 @@ Behaviour:
   - metrics every `train.log_every` steps to `workdir/metrics.jsonl` and TensorBoard;
   - a non-finite loss stops the run with a message; no checkpoint is written after
     the last finite one, so the last good checkpoint is what remains;
-  - SIGTERM/SIGINT (preemption) saves a checkpoint at the next step boundary and exits.
+  - SIGTERM/SIGINT (preemption) saves a checkpoint at the next step boundary and exits;
+    with several processes they agree on that step (`scale.multihost.StopRequest`);
+  - multi-host: every process feeds its block of the global batch, all processes save
+    and restore their shards of the state (Orbax), process 0 alone writes metrics,
+    progress and the config JSON;
+  - `config.mesh.rules` picks the logical-axis rule table for activations
+    (`default`, or `context` for sequence-sharded attention on long sequences).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from typing import Any, Callable
 
@@ -26,30 +31,8 @@ import numpy as np
 from realcam_jax import sharding
 from realcam_jax.ckpt.manager import Checkpointer, abstract_like
 from realcam_jax.config import to_json
+from realcam_jax.scale import multihost
 from realcam_jax.train import common
-
-
-class _Stop:
-  """Set by SIGTERM/SIGINT; checked at step boundaries."""
-
-  def __init__(self):
-    self.signal = None
-    self._old = {}
-
-  def __enter__(self):
-    for s in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._old[s] = signal.signal(s, self._handle)
-      except ValueError:  # not the main thread
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    self.signal = signum
-
-  def __exit__(self, *exc):
-    for s, h in self._old.items():
-      signal.signal(s, h)
 
 
 def to_global(batch: dict, mesh) -> dict:
@@ -68,15 +51,17 @@ def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
   import json
   num_steps = int(config.train.num_steps if num_steps is None else num_steps)
   mesh = sharding.make_mesh(config.mesh)
+  rules = sharding.rules_for(config.mesh.get("rules", "default"))
+  multihost.check_batch_layout(mesh, int(config.train.batch_size), rules)
   ckpt = Checkpointer(os.path.join(workdir, "ckpt"), max_to_keep=config.train.get("keep", 3),
                       with_data=hasattr(data_iter, "get_state"))
-  writer = common.MetricWriter(workdir)
+  writer = common.MetricWriter(multihost.metrics_dir(workdir))  # process 0 only
   cfg_dict = json.loads(to_json(config))
   info = {"stopped_by_signal": False, "last_step": 0}
   # Built outside the mesh context: flax's eval_shape would otherwise try to turn the
   # logical axis names into mesh shardings; `init` applies the rules table explicitly.
   graphdef, state, state_sh, aux = init(config, mesh)
-  with jax.set_mesh(mesh), _Stop() as stop:
+  with jax.set_mesh(mesh), sharding.use_rules(rules), multihost.StopRequest() as stop:
     last_good = ckpt.latest_step()
     if last_good is not None:
       state, _, _ = ckpt.restore(abstract_like(state, state_sh), data_iter=data_iter)
@@ -98,13 +83,15 @@ def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
           rate = (step - n0) / max(time.time() - t0, 1e-9)
           bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", steps_s=f"{rate:.2f}")
           writer.write(step, dict(metrics, steps_per_s=rate))
-        if step % config.train.ckpt_every == 0 or step == num_steps or stop.signal:
+        stopping = stop.should_stop(step)  # every process, every step (a sync point)
+        if step % config.train.ckpt_every == 0 or step == num_steps or stopping:
           common.check_finite(step, {"loss": jax.device_get(metrics["loss"])}, last_good)
           ckpt.save(step, state, cfg_dict, data_iter, force=True)
           last_good = step
-        if stop.signal:
+        if stopping:
           info["stopped_by_signal"] = True
-          bar.write(f"received signal {stop.signal}: saved checkpoint at step {step}, exiting")
+          if multihost.is_main_process():
+            bar.write(f"received signal {stop.signal}: saved checkpoint at step {step}, exiting")
           break
     finally:
       bar.close()
