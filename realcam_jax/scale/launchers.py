@@ -238,7 +238,7 @@ def slurm_script(nodes: int, gpus_per_node: int, port: int, remote_dir: str, pyt
   if partition:
     lines.append(f"#SBATCH --partition={partition}")
   lines += ["set -euo pipefail",
-            "head_node=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)",
+            "head_node=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | awk 'NR == 1')",
             f"export REALCAM_COORDINATOR=\"$head_node:{int(port)}\"",
             f"srun --kill-on-bad-exit=1 bash -c {shlex.quote(task)}", ""]
   return "\n".join(lines)

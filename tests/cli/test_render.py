@@ -64,7 +64,7 @@ def test_bad_input_exits_2_without_output(tmp_path, capsys, case, expect):
     video.write_bytes(b"")
   elif case == "garbage":
     video = tmp_path / "garbage.mp4"
-    video.write_bytes(os.urandom(4096))
+    video.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
   elif case == "preset":
     trajectory = "fly_to_the_moon"
   elif case == "cams":
