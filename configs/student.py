@@ -7,6 +7,11 @@ critic and student share one architecture). ABLATIONS (combine with commas):
   no_loopaug   no LoopAug sequences in the training mix
   window       rolling attention window of 2 chunks plus 1 sink chunk
 
+LoopAug: `student.loopaug_fraction` of the training sequences (data.source=latents) are
+palindromes in time, built on the encoded latent frames with their poses. Reversing
+latent frames approximates encoding the reversed pixel video (the causal VAE's first
+latent covers one pixel frame, the others four); the camera path is exact.
+
 `launch/train.py --config configs/student.py:tiny --workdir W` runs the stages in
 `config.stages` in order, each in W/<stage>; DMD starts from W/ode_init when that stage
 ran (or `student.init_from`).
@@ -49,6 +54,10 @@ def get_config(arg=None):
   c.mesh = c.teacher.mesh
   c.data = teacher_config.data_config(size)
   c.data.latent_frames = _pick(size, 6, 9, 21)   # a multiple of chunk_pairs (3 and 1)
+  # LoopAug (item 6): the student's share drives the data pipeline, so the `no_loopaug`
+  # ablation and `--config.student.loopaug_fraction=X` both reach the batches.
+  loopaug = ml_collections.FieldReference(0.25)
+  c.data.loopaug_fraction = loopaug
 
   c.student = ml_collections.ConfigDict(dict(
       chunk_pairs=3,                        # K frame pairs per chunk (ablate 1)
@@ -59,7 +68,7 @@ def get_config(arg=None):
       max_frames=_pick(size, 12, 48, 48),   # cache length when window_chunks is 0
       teacher_ckpt="",                      # teacher workdir or converted dir ("" = seed init)
       init_from="",                         # DMD generator init (ODE-init workdir or dir)
-      loopaug_fraction=0.25,                # share of LoopAug sequences (item 6)
+      loopaug_fraction=loopaug,             # share of LoopAug sequences (= data.loopaug_fraction)
       # ODE init (CausVid): teacher Euler trajectories.
       ode_steps=_pick(size, 8, 48, 48),
       ode_shift=5.0,

@@ -72,3 +72,12 @@ def test_split_overrides_and_json_round_trip():
   back = config_lib.from_json(config_lib.to_json(c))
   assert back.model.dim == 64 and list(back.model.patch_size) == [1, 2, 2]
   assert "dit" in config_lib.bundled_configs()
+
+
+def test_student_loopaug_share_drives_the_data_pipeline():
+  assert get_config("student:demo").data.loopaug_fraction == 0.25
+  assert get_config("student:demo,no_loopaug").data.loopaug_fraction == 0.0
+  c = get_config("student:tiny", ["--config.student.loopaug_fraction=0.6"])
+  assert c.data.loopaug_fraction == 0.6
+  # The teacher trains on plain clips.
+  assert get_config("teacher:demo").data.get("loopaug_fraction", 0.0) == 0.0

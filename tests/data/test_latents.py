@@ -76,6 +76,15 @@ def test_encode_cli_and_read_back(tiny_dataset, vae_ckpt, tmp_path):
   it.set_state(state)
   np.testing.assert_array_equal(next(it)["target_latents"], b2["target_latents"])
 
+  # LoopAug on latents (the student's training mix): each sequence is a palindrome in
+  # time (latent frames 0, 1, 0 for 3 frames) with its poses, so the camera returns.
+  loop_cfg = reader_config(out)
+  loop_cfg.data.loopaug_fraction = 1.0
+  loop = next(latents.make_iterator(loop_cfg, split="train", shard_index=0, shard_count=1))
+  for key in ("source_latents", "target_latents", "target_poses"):
+    np.testing.assert_array_equal(loop[key][:, 0], loop[key][:, 2], err_msg=key)
+    assert not np.array_equal(loop[key][:, 0], loop[key][:, 1]), key
+
   # An existing output is not replaced without --overwrite; a wrong reader config is named.
   assert cli_main(["data", "encode", "--config", "data:tiny", "--data-dir", data_dir,
                    "--vae", ckpt, "--out", out]) == 2
