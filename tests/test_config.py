@@ -81,3 +81,11 @@ def test_student_loopaug_share_drives_the_data_pipeline():
   assert c.data.loopaug_fraction == 0.6
   # The teacher trains on plain clips.
   assert get_config("teacher:demo").data.get("loopaug_fraction", 0.0) == 0.0
+
+
+def test_source_skip_defaults_on_for_demo_only():
+  assert get_config("teacher:demo").model.source_skip
+  assert get_config("student:demo").model.source_skip      # the student shares the architecture
+  assert not get_config("teacher:demo,no_source_skip").model.source_skip
+  assert not get_config("teacher:wan2_1_1_3b").model.source_skip   # Wan-compatible
+  assert not get_config("teacher:tiny").model.source_skip
