@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "camera": "camera",
     "data": "data",
     "render": "render",
+    "eval": "eval",
     "serve": "serve",
 }
 

@@ -10,6 +10,13 @@ call. Student checkpoints may be
 - an `orbax_io` directory (`state/` + `config.json`, e.g. `realcam convert` output or a
   demo export): its saved model config replaces `config.model`.
 
+`load_teacher(path, config)` restores the bidirectional teacher (or the prefix baseline)
+for `realcam eval` from a teacher training workdir (`launch/train.py --config
+configs/teacher.py:...`; latest step's `params`), a `Checkpointer` directory or an
+`orbax_io` directory; the model config saved with the checkpoint (the latest step's
+`config` item, or `config.json`) replaces `config.model`, so a prefix-layout
+checkpoint loads as one.
+
 The VAE comes from an `orbax_io` directory (`realcam_jax.ckpt.vae_weights.load_vae`).
 `None` means random weights (the output is noise): a warning is printed, loudly.
 The random VAE's size follows the DiT's (`tiny` -> `configs/vae.py:tiny`, `demo` ->
@@ -83,6 +90,68 @@ def load_student(path: str | None, config, seed: int = 0, out=None):
     params = ode_init.load_params(_student_dir(path), abs_params, param_sh, keys=_PARAM_KEYS)
   except (FileNotFoundError, ValueError) as e:
     raise LoadError(f"cannot load the student from {path}: {e}") from None
+  return config, graphdef, params
+
+
+def _saved_model_config(path: str):
+  """The `model` section saved with a teacher checkpoint at `path`, or None if none is found."""
+  import json
+  from realcam_jax import config as config_lib
+  from realcam_jax.ckpt import orbax_io
+  if os.path.isfile(os.path.join(path, orbax_io.CONFIG_FILE)):
+    saved = orbax_io.load_config(path)
+    return saved.model if "model" in saved else None
+  ckpt = os.path.join(path, "ckpt") if os.path.isdir(os.path.join(path, "ckpt")) else path
+  steps = [int(d) for d in os.listdir(ckpt)
+           if d.isdigit() and os.path.isfile(os.path.join(ckpt, d, "config", "metadata"))]
+  if not steps:
+    return None
+  with open(os.path.join(ckpt, str(max(steps)), "config", "metadata")) as f:
+    saved = json.load(f)
+  return config_lib.from_json(json.dumps(saved["model"])) if "model" in saved else None
+
+
+def load_teacher(path: str | None, config, seed: int = 0, out=None, *, what: str = "teacher"):
+  """(config, graphdef, params) of the bidirectional teacher; `path=None` gives random weights.
+
+  Args:
+    path: teacher training workdir (`W/`, with `W/ckpt`), a `Checkpointer` directory
+      (numbered steps) or an `orbax_io` directory (`state/` + `config.json`); None =
+      random weights (warned about on `out`, default stderr).
+    config: the teacher's config (`config.teacher` of a student config, or a teacher
+      config); its `model` section is replaced by the one saved with the checkpoint.
+    seed: initialisation seed for random weights.
+    what: what to call the model in messages ("teacher", "prefix").
+
+  Raises:
+    LoadError: the path is missing or is not a teacher checkpoint of this model.
+  """
+  from realcam_jax.models.realcam import RealCamDiT
+  from realcam_jax.train import ode_init
+  from realcam_jax.train import state as st
+
+  if path is None:
+    _warn(what, out)
+    graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(seed)))
+    return config, graphdef, params
+  if not os.path.isdir(path):
+    raise LoadError(f"{what} checkpoint {path} does not exist or is not a directory")
+  path = os.path.abspath(path)
+  try:
+    saved = _saved_model_config(path)
+  except (OSError, ValueError) as e:
+    raise LoadError(f"cannot read the config saved with the {what} at {path}: {e}") from None
+  if saved is not None:
+    config = config.copy_and_resolve_references()
+    with config.ignore_type():
+      config.model = saved
+  graphdef, abs_params = st.abstract_model(lambda rngs: RealCamDiT(config.model, rngs=rngs), seed)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  param_sh = jax.tree.map(lambda _: device, abs_params)
+  try:
+    params = ode_init.load_params(path, abs_params, param_sh, keys=("params",))
+  except (FileNotFoundError, ValueError) as e:
+    raise LoadError(f"cannot load the {what} from {path}: {e}") from None
   return config, graphdef, params
 
 

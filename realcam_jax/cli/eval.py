@@ -1,0 +1,124 @@
+"""`realcam eval`: student, teacher, prefix baseline and copy-source on held-out scenes.
+
+    realcam eval --config student:demo --split test --student W --teacher T --prefix P \\
+        --vae VAE --num-scenes 8 --lengths short,long,loop --out eval/
+
+Every system runs on the same synthetic scenes (the split's clips, rendered with the
+dataset's seeds) and the same target trajectories; writes DIR/results.json,
+DIR/results.md and PNG plots (realcam_jax/eval/report.py) atomically. Library entry
+point: `realcam_jax.eval.runner.run_eval`. Metric definitions: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from realcam_jax.cli import UserError
+
+HELP = "evaluate student / teacher / prefix / copy-source on held-out synthetic scenes"
+DEFAULT_CONFIG = "student:demo"
+DEFAULT_SYSTEMS = "student,teacher,prefix,copy_source"
+DEFAULT_LENGTHS = "short,long,loop"
+
+
+def add_arguments(parser):
+  parser.add_argument("--config", default=DEFAULT_CONFIG,
+                      help=f"student config FILE[:ARG] (teacher configs work without the "
+                           f"student system; default {DEFAULT_CONFIG}, tiny for tests)")
+  parser.add_argument("--split", default="test",
+                      help="dataset split whose clips are the scenes (default test: held out)")
+  parser.add_argument("--systems", default=DEFAULT_SYSTEMS, metavar="S1,S2",
+                      help=f"systems to compare (default {DEFAULT_SYSTEMS})")
+  for name, what in (("student", "student training workdir or exported dir"),
+                     ("teacher", "teacher training workdir or converted dir"),
+                     ("prefix", "prefix-layout teacher (configs/teacher.py:SIZE,prefix) workdir"),
+                     ("vae", "VAE checkpoint directory")):
+    parser.add_argument(f"--{name}", metavar="CKPT",
+                        help=f"{what}; default: random weights (numbers are meaningless)")
+  parser.add_argument("--num-scenes", type=int, default=8, metavar="N",
+                      help="clips of the split to evaluate (default 8)")
+  parser.add_argument("--lengths", default=DEFAULT_LENGTHS, metavar="L1,L2",
+                      help="short (training length), long (~2.2x), loop (true loop of 2x); "
+                           f"default {DEFAULT_LENGTHS}")
+  parser.add_argument("--adherence", action="store_true",
+                      help="also measure camera adherence (RotErr/TransErr; slow)")
+  parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+  parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+  parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
+
+def _names(text: str, valid: tuple, flag: str) -> list[str]:
+  names = [n.strip() for n in str(text).split(",") if n.strip()]
+  bad = [n for n in names if n not in valid]
+  if bad:
+    raise UserError(f"{flag}: unknown {', '.join(repr(b) for b in bad)}; expected a "
+                    f"comma-separated subset of {', '.join(valid)}")
+  if not names:
+    raise UserError(f"{flag} is empty; expected a comma-separated subset of {', '.join(valid)}")
+  return list(dict.fromkeys(names))
+
+
+def check_args(args) -> tuple[list[str], list[str], dict]:
+  """(systems, lengths, checkpoints) from the arguments; UserError before any work."""
+  from realcam_jax.eval import report, runner, systems as systems_lib
+  if args.split not in runner.SPLITS:
+    raise UserError(f"--split {args.split!r}: expected one of {', '.join(runner.SPLITS)}")
+  names = _names(args.systems, systems_lib.SYSTEMS, "--systems")
+  lengths = _names(args.lengths, runner.LENGTHS, "--lengths")
+  if args.num_scenes < 1:
+    raise UserError(f"--num-scenes {args.num_scenes}: expected >= 1")
+  checkpoints = {}
+  for flag in ("student", "teacher", "prefix", "vae"):
+    path = getattr(args, flag)
+    if path is None:
+      continue
+    if not os.path.isdir(path):
+      raise UserError(f"--{flag} {path}: checkpoint directory does not exist")
+    if flag != "vae" and flag not in names:
+      print(f"note: --{flag} is ignored: {flag} is not in --systems", file=sys.stderr)
+    checkpoints[flag] = path
+  try:
+    report.check_out_dir(os.path.abspath(args.out), args.overwrite)
+  except report.ReportError as e:
+    raise UserError(str(e)) from None
+  return names, lengths, checkpoints
+
+
+def run(args, overrides) -> int:
+  from realcam_jax.config import get_config
+  from realcam_jax.eval import report, runner, systems as systems_lib
+  from realcam_jax.inference.load import LoadError, load_vae_model
+
+  names, lengths, checkpoints = check_args(args)
+  config = get_config(args.config, overrides)
+  if "student" in names and "student" not in config:
+    raise UserError(f"--systems has student but --config {args.config} is not a student config "
+                    "(configs/student.py:SIZE); drop student or pass a student config")
+  try:
+    systems_lib.teacher_config(config)
+  except ValueError as e:
+    raise UserError(f"--config {args.config}: {e}") from None
+  try:
+    vae = load_vae_model(checkpoints.get("vae"), config)
+    systems = systems_lib.load_systems(config, names, checkpoints, vae, seed=args.seed)
+    settings = runner.scene_settings(config, vae)
+  except (LoadError, ValueError) as e:
+    raise UserError(str(e)) from None
+  lat = runner.latent_lengths(settings, tuple(lengths))
+  print(f"eval: {', '.join(names)} on {args.num_scenes} {args.split} scene(s), "
+        f"{settings.width}x{settings.height} px, lengths "
+        + ", ".join(f"{n}={runner.pixel_frames(f, settings.temporal_factor)} frames"
+                    for n, f in lat.items()), file=sys.stderr)
+  results = runner.run_eval(systems, settings, split=args.split, num_scenes=args.num_scenes,
+                            lengths=lengths, seed=args.seed, adherence=args.adherence)
+  results["command"] = getattr(args, "command_line", None)
+  results["config"] = args.config
+  results["config_overrides"] = list(overrides)
+  try:
+    files = report.write_report(results, args.out, overwrite=args.overwrite)
+  except report.ReportError as e:
+    raise UserError(str(e)) from None
+  sys.stdout.write(report.markdown(results))
+  print(f"wrote {args.out}: {', '.join(files)}")
+  return 0

@@ -1,0 +1,196 @@
+"""The systems `realcam eval` compares, each a function: source video + camera -> frames.
+
+  student      the chunk-causal few-step student (`session.render_offline`: the same
+               frames a `StreamingSession` streams), config `config`;
+  teacher      the bidirectional teacher, Euler + CFG (`teacher_sampler.sample`) on the
+               whole sequence, config `config.teacher` (or `config` for a teacher config);
+  prefix       the same model class with the ReCamMaster prefix layout (the baseline);
+  copy_source  the source video itself (no model).
+
+Every generator has the signature
+`generate(source u8[T, H, W, 3], poses f32[F, 4, 4], K f32[3, 3], seed) -> u8[T, H, W, 3]`
+with one target pose per latent frame (pixel frame 4 j), camera-to-world relative to
+the source camera's first frame, exactly what the models see in training and in
+`StreamingSession`. Model systems run under one `jax.jit` per video length (the noise
+seed is a traced input, so scenes of one length share a compilation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+SYSTEMS = ("student", "teacher", "prefix", "copy_source")
+MODEL_SYSTEMS = ("student", "teacher", "prefix")
+
+Generate = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+  """One system under evaluation.
+
+  Attributes:
+    name: one of SYSTEMS.
+    generate: see the module docstring.
+    checkpoint: the checkpoint path it was loaded from (None: random weights or no model).
+    info: JSON-ready settings worth reporting (sampler steps, layout, ...).
+  """
+  name: str
+  generate: Generate
+  checkpoint: str | None = None
+  info: dict = dataclasses.field(default_factory=dict)
+
+
+def teacher_config(config):
+  """The teacher's config of a student config (`config.teacher`), or a teacher config itself."""
+  if "teacher" in config:
+    return config.teacher
+  if "sampler" in config and "model" in config:
+    return config
+  raise ValueError("the config has neither a `teacher` section nor a teacher `sampler`; "
+                   "pass a student (configs/student.py:SIZE) or teacher config")
+
+
+def prefix_config(config):
+  """The prefix-layout baseline: the teacher's config with `model.layout = "prefix"`."""
+  c = teacher_config(config).copy_and_resolve_references()
+  c.model.layout = "prefix"
+  return c
+
+
+def copy_source() -> System:
+  """The trivial baseline: the generated view is the source video."""
+  return System("copy_source", lambda source, poses, k, seed: np.asarray(source, np.uint8))
+
+
+def _to_unit(frames_u8):
+  return jnp.asarray(frames_u8, jnp.float32) / 127.5 - 1.0
+
+
+def _to_uint8(frames):
+  return jnp.clip(jnp.round((frames + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+def student_system(config, graphdef, params, vae, checkpoint: str | None = None) -> System:
+  """The student through `render_offline` (equal to streaming the same frames)."""
+  from realcam_jax.inference import session
+  vae_graphdef, vae_state = nnx.split(vae)
+
+  def render(params, vae_state, source, poses, k, seed):
+    vae = nnx.merge(vae_graphdef, vae_state)
+    return session.render_offline(config, graphdef, params, vae, source, poses, k, seed=seed)
+
+  fn = jax.jit(render)
+
+  def generate(source, poses, k, seed):
+    out = fn(params, vae_state, jnp.asarray(source)[None], jnp.asarray(poses, jnp.float32)[None],
+             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed))
+    return np.asarray(out[0])
+
+  s = config.student
+  return System("student", generate, checkpoint,
+                dict(chunk_pairs=int(s.chunk_pairs), steps=len(tuple(s.timesteps)),
+                     window_chunks=int(s.window_chunks), sink_chunks=int(s.sink_chunks),
+                     max_frames=int(s.max_frames)))
+
+
+def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_u8, poses, k,
+                     key):
+  """Pure teacher pipeline: VAE encode -> Euler/CFG sampling of the targets -> VAE decode.
+
+  Args:
+    source_u8: uint8[B, T, H, W, 3].
+    poses: f32[B, F, 4, 4] target poses per latent frame (F = 1 + (T - 1) / 4).
+    k: f32[B, 3, 3] pixel intrinsics.
+    key: noise key.
+
+  Returns:
+    uint8[B, T, H, W, 3].
+  """
+  from realcam_jax.inference import teacher_sampler
+  from realcam_jax.models.camera_features import camera_features
+  vae = nnx.merge(vae_graphdef, vae_state)
+  src = vae.encode(_to_unit(source_u8)).astype(jnp.float32)
+  cam = camera_features(tconfig.model, poses, k, src.shape[2:4], vae.spatial_factor)
+  model = nnx.merge(graphdef, params)
+  s = tconfig.sampler
+  x0 = teacher_sampler.sample(model, src, cam, None, key, steps=int(s.steps),
+                              shift=float(s.shift), cfg_scale=float(s.cfg_scale))
+  return _to_uint8(vae.decode(x0.astype(jnp.float32)))
+
+
+def teacher_system(name: str, tconfig, graphdef, params, vae,
+                   checkpoint: str | None = None) -> System:
+  """The teacher (or, with a prefix-layout config, the prefix baseline)."""
+  vae_graphdef, vae_state = nnx.split(vae)
+
+  def run(params, vae_state, source, poses, k, seed):
+    return teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source, poses,
+                            k, jax.random.key(seed))
+
+  fn = jax.jit(run)
+
+  def generate(source, poses, k, seed):
+    out = fn(params, vae_state, jnp.asarray(source)[None], jnp.asarray(poses, jnp.float32)[None],
+             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed))
+    return np.asarray(out[0])
+
+  s = tconfig.sampler
+  return System(name, generate, checkpoint,
+                dict(layout=str(tconfig.model.layout), steps=int(s.steps), shift=float(s.shift),
+                     cfg_scale=float(s.cfg_scale)))
+
+
+def load_systems(config, names, checkpoints: dict, vae, *, seed: int = 0, out=None) -> dict:
+  """Loads the systems `names` (in that order) sharing one VAE.
+
+  Args:
+    config: a student config (all systems) or a teacher config (teacher, prefix,
+      copy_source).
+    names: iterable of SYSTEMS entries.
+    checkpoints: {system: path or None}; None = random weights (a warning is printed).
+    vae: the VAE every model system encodes and decodes with.
+
+  Returns:
+    {name: System}.
+
+  Raises:
+    realcam_jax.inference.load.LoadError: a checkpoint cannot be used or the config
+      does not fit the system.
+  """
+  from realcam_jax.inference import load
+  systems = {}
+  for name in names:
+    path = checkpoints.get(name)
+    if name == "copy_source":
+      systems[name] = copy_source()
+    elif name == "student":
+      if "student" not in config:
+        raise load.LoadError("system 'student' needs a student config "
+                             "(configs/student.py:SIZE); this config has no `student` section")
+      cfg, graphdef, params = load.load_student(path, config, seed, out)
+      _check_vae(vae, cfg, name)
+      systems[name] = student_system(cfg, graphdef, params, vae, path)
+    else:
+      base = teacher_config(config) if name == "teacher" else prefix_config(config)
+      cfg, graphdef, params = load.load_teacher(path, base, seed, out, what=name)
+      if name == "prefix" and cfg.model.layout != "prefix":
+        raise load.LoadError(f"--prefix {path}: that checkpoint was trained with "
+                             f"layout={cfg.model.layout!r}; expected a prefix-layout teacher "
+                             "(configs/teacher.py:SIZE,prefix)")
+      _check_vae(vae, cfg, name)
+      systems[name] = teacher_system(name, cfg, graphdef, params, vae, path)
+  return systems
+
+
+def _check_vae(vae, config, name):
+  from realcam_jax.inference.load import LoadError
+  if vae.z_dim != config.model.in_channels:
+    raise LoadError(f"the VAE has {vae.z_dim} latent channels but the {name} expects "
+                    f"{config.model.in_channels}; pass a matching --vae")
