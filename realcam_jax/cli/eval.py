@@ -1,7 +1,7 @@
 """`realcam eval`: student, teacher, prefix baseline and copy-source on held-out scenes.
 
     realcam eval --config student:demo --split test --student W --teacher T --prefix P \\
-        --vae VAE --num-scenes 8 --lengths short,long,loop --out eval/
+        --vae VAE --num-scenes 8 --lengths shorter,short,long,loop --out eval/
 
 Every system runs on the same synthetic scenes (the split's clips, rendered with the
 dataset's seeds) and the same target trajectories; writes DIR/results.json,
@@ -19,7 +19,7 @@ from realcam_jax.cli import UserError
 HELP = "evaluate student / teacher / prefix / copy-source on held-out synthetic scenes"
 DEFAULT_CONFIG = "student:demo"
 DEFAULT_SYSTEMS = "student,teacher,prefix,copy_source"
-DEFAULT_LENGTHS = "short,long,loop"
+DEFAULT_LENGTHS = "shorter,short,long,loop"
 
 
 def add_arguments(parser):

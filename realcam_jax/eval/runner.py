@@ -7,6 +7,8 @@ dataset's seeds (`tfds_builder.SPLIT_SEED_BASE`), so with the settings of the da
 the model was trained on they are exactly the held-out test clips. For each scene and
 length every system sees the same source video, target trajectory and intrinsics:
 
+  shorter  about 0.6x the training length in pixel frames (whole student chunks,
+         shorter than the training length);
   short  the training length (`data.latent_frames` latent frames; the test clip itself);
   long   about 2.2x the training length in pixel frames (the length-generalisation
          test), a whole number of student chunks;
@@ -40,7 +42,8 @@ from realcam_jax.data import rig as rig_lib
 from realcam_jax.data import synthetic, tfds_builder
 from realcam_jax.eval import geometry, metrics
 
-LENGTHS = ("short", "long", "loop")
+LENGTHS = ("shorter", "short", "long", "loop")
+SHORTER_FACTOR = 0.6
 LONG_FACTOR = 2.2
 LOOP_FACTOR = 2
 LOOP_TRAJECTORY = "out_and_back"
@@ -83,7 +86,7 @@ class Case:
 
   Attributes:
     seed: the clip seed.
-    length: "short" | "long" | "loop".
+    length: "shorter" | "short" | "long" | "loop".
     source: u8[T, H, W, 3] source video.
     target: u8[T, H, W, 3] ground-truth target view.
     static_mask: bool[T, H, W] static pixels of the target view.
@@ -143,14 +146,21 @@ def pixel_frames(latent_frames: int, temporal_factor: int = 4) -> int:
 def latent_lengths(settings: SceneSettings, names=LENGTHS) -> dict:
   """{length name: latent frames F}, every F a multiple of the chunk size K.
 
-  long: the F whose pixel length is nearest to LONG_FACTOR x the short pixel length
-  (ties to the longer); loop: LOOP_FACTOR x the short F.
+  long / shorter: the F whose pixel length is nearest to LONG_FACTOR / SHORTER_FACTOR x
+  the short pixel length (ties to the longer; shorter is below the short F, at least one
+  chunk); loop: LOOP_FACTOR x the short F.
   """
   f, k, r = settings.short_latent_frames, settings.chunk_pairs, settings.temporal_factor
-  want = LONG_FACTOR * pixel_frames(f, r)
-  cands = range(k, 4 * f + k, k)
-  long = min(cands, key=lambda n: (abs(pixel_frames(n, r) - want), -n))
-  table = {"short": f, "long": long, "loop": LOOP_FACTOR * f}
+
+  def nearest(factor, cands):
+    want = factor * pixel_frames(f, r)
+    return min(cands, key=lambda n: (abs(pixel_frames(n, r) - want), -n))
+
+  table = {"shorter": nearest(SHORTER_FACTOR, range(k, max(f, k + 1), k)), "short": f,
+           "long": nearest(LONG_FACTOR, range(k, 4 * f + k, k)), "loop": LOOP_FACTOR * f}
+  if "shorter" in names and table["shorter"] >= f:
+    raise ValueError(f"no length shorter than the training length of {f} latent frames is a "
+                     f"whole number of {k}-frame chunks")
   return {n: table[n] for n in names}
 
 

@@ -22,9 +22,10 @@ def _settings(**kw):
 
 
 @pytest.mark.parametrize("short,k,expect", [
-    (9, 3, {"short": 9, "long": 18, "loop": 18}),   # demo: 33 -> 69 (2.09x) and 69 frames
-    (6, 3, {"short": 6, "long": 12, "loop": 12}),   # student:tiny: 21 -> 45 frames
-    (3, 1, {"short": 3, "long": 6, "loop": 6}),     # teacher:tiny: 9 -> 21 frames
+    # demo: 33 -> 21 (0.64x), 69 (2.09x) and 69 frames
+    (9, 3, {"shorter": 6, "short": 9, "long": 18, "loop": 18}),
+    (6, 3, {"shorter": 3, "short": 6, "long": 12, "loop": 12}),   # student:tiny: 21 -> 9, 45
+    (3, 1, {"shorter": 2, "short": 3, "long": 6, "loop": 6}),     # teacher:tiny: 9 -> 5, 21
 ])
 def test_latent_lengths_are_whole_chunks_near_2_2x(short, k, expect):
   got = runner.latent_lengths(_settings(short_latent_frames=short, chunk_pairs=k))
@@ -65,10 +66,16 @@ def test_short_case_is_the_test_clip_and_loop_returns_to_its_start():
 def test_copy_source_numbers_equal_an_independent_computation():
   st = _settings(short_latent_frames=3, chunk_pairs=1, height=24, width=24)
   res = runner.run_eval({"copy_source": systems.copy_source()}, st, split="test",
-                        num_scenes=2, lengths=("short", "loop"), progress=False)
+                        num_scenes=2, lengths=("shorter", "short", "loop"), progress=False)
   assert res["seeds"] == [2**31, 2**31 + 1]
-  assert res["lengths"] == {"short": dict(latent_frames=3, frames=9),
+  assert res["lengths"] == {"shorter": dict(latent_frames=2, frames=5),
+                            "short": dict(latent_frames=3, frames=9),
                             "loop": dict(latent_frames=6, frames=21)}
+  # The 0.6x case: the same scene rendered at 5 frames.
+  clip5 = synthetic.sample_clip(res["seeds"][0], 5, 24, 24, 1)
+  mse5 = ((clip5["source_rgb"] / 255.0 - clip5["target_rgb"][0] / 255.0) ** 2).reshape(5, -1)
+  np.testing.assert_allclose(res["results"]["copy_source"]["shorter"]["scenes"][0]["psnr"],
+                             np.mean(10 * np.log10(1 / mse5.mean(axis=1))), rtol=1e-12)
   psnrs, ssims, static = [], [], []
   for seed in res["seeds"]:
     clip = synthetic.sample_clip(seed, 9, 24, 24, 1)
