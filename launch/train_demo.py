@@ -1,0 +1,154 @@
+"""Reproduce the bundled demo models from nothing, resumably, with wall times.
+
+    python launch/train_demo.py                  # every stage not done yet, in order
+    python launch/train_demo.py --until teacher  # stop after a stage
+    python launch/train_demo.py --dry-run        # print the commands only
+
+Stages (each a plain command you can also run by hand; see `--dry-run`):
+
+  data     realcam data build          synthetic demo dataset (runs/data)
+  vae      launch/train_vae.py         demo VAE, exported to checkpoints/vae_demo
+  latents  realcam data encode         latent dataset (runs/latents)
+  teacher  launch/train.py + export    interleaved teacher -> checkpoints/teacher_demo
+  prefix   launch/train.py + export    prefix-layout baseline -> checkpoints/prefix_demo
+  student  launch/train.py + export    ODE init + DMD from the teacher -> checkpoints/student_demo
+
+The demo takes hours of CPU time: kill it (or let a session end) at any point and run
+the same command again: training resumes from its last Orbax checkpoint, finished
+stages are skipped (a stage is finished when its output exists: the exported
+checkpoint, the dataset). Every command run is appended to RUNS/pipeline.jsonl with
+its start, end, seconds and exit code, so the wall time of each model is the sum of
+its stage's rows (`--report` prints them).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+
+FINISHED_MARK = "realcam-train: finished at step"   # printed by launch/train.py
+STAGES = ("data", "vae", "latents", "teacher", "prefix", "student")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _py(script: str) -> list[str]:
+  return [sys.executable, os.path.join("launch", script)]
+
+
+def _realcam() -> list[str]:
+  return [sys.executable, "-m", "realcam_jax.cli"]
+
+
+def plan(args) -> dict:
+  """stage -> (done path, [(label, argv), ...])."""
+  r, c = args.runs, args.checkpoints
+  ck = {n: os.path.join(c, f"{n}_demo") for n in ("vae", "teacher", "prefix", "student")}
+  latents = os.path.join(r, "latents")
+  teach = lambda name, cfg, extra: [  # noqa: E731
+      ("train", _py("train.py") + ["--config", cfg, "--workdir", os.path.join(r, f"{name}_demo"),
+                                   f"--config.data.dataset_dir={latents}", *extra]),
+      ("export", _py("export.py") + ["--config", cfg, "--workdir", os.path.join(r, f"{name}_demo"),
+                                     "--out", ck[name], *extra])]
+  vae_steps = ["--num_steps", str(args.vae_steps)] if args.vae_steps else []
+  return {
+      "data": (os.path.join(r, "data"), [
+          ("build", _realcam() + ["data", "build", "--config", "configs/data.py:demo",
+                                  "--out", os.path.join(r, "data")])]),
+      "vae": (ck["vae"], [
+          ("train+export", _py("train_vae.py") + ["--config", "configs/vae.py:demo", "--workdir",
+                                                  os.path.join(r, "vae_demo"), *vae_steps,
+                                                  "--export", ck["vae"]])]),
+      "latents": (os.path.join(latents, "meta.json"), [
+          ("encode", _realcam() + ["data", "encode", "--config", "configs/data.py:demo",
+                                   "--data-dir", os.path.join(r, "data"), "--vae", ck["vae"],
+                                   "--out", latents])]),
+      "teacher": (ck["teacher"], teach("teacher", "configs/teacher.py:demo", [])),
+      "prefix": (ck["prefix"], teach("prefix", "configs/teacher.py:demo,prefix", [])),
+      "student": (ck["student"], teach("student", "configs/student.py:demo",
+                                       [f"--config.student.teacher_ckpt={ck['teacher']}"])),
+  }
+
+
+def _log(runs: str, row: dict):
+  os.makedirs(runs, exist_ok=True)
+  with open(os.path.join(runs, "pipeline.jsonl"), "a") as f:
+    f.write(json.dumps(row) + "\n")
+
+
+def report(runs: str) -> dict:
+  """stage -> total seconds of its commands (all sessions)."""
+  path = os.path.join(runs, "pipeline.jsonl")
+  totals = {}
+  if os.path.exists(path):
+    for line in open(path):
+      row = json.loads(line)
+      totals[row["stage"]] = totals.get(row["stage"], 0.0) + row["seconds"]
+  return totals
+
+
+def _call(argv) -> tuple[int, bool]:
+  """Runs `argv` (stdout echoed, stderr passed through); (exit code, reported finished)."""
+  finished = False
+  with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
+    for line in proc.stdout:
+      sys.stdout.write(line)
+      sys.stdout.flush()
+      finished |= line.startswith(FINISHED_MARK)
+  return proc.returncode, finished
+
+
+def run_stage(stage: str, steps, runs: str, dry_run: bool) -> int:
+  """Runs a stage's commands in order; stops (0) when its training was interrupted."""
+  for label, argv in steps:
+    print(f"[{stage}] {label}: {' '.join(argv)}", flush=True)
+    if dry_run:
+      continue
+    start = time.time()
+    rc, finished = _call(argv)
+    end = time.time()
+    _log(runs, dict(stage=stage, step=label, command=" ".join(argv), rc=rc, seconds=end - start,
+                    start=datetime.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
+                    end=datetime.datetime.fromtimestamp(end).isoformat(timespec="seconds")))
+    if rc != 0:
+      print(f"[{stage}] {label} failed (exit {rc}); fix it and rerun this command", file=sys.stderr)
+      return rc
+    if label == "train" and not finished:
+      print(f"[{stage}] training stopped before its last step; rerun this command to resume")
+      return 0
+  return 0
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--runs", default="runs", help="datasets and training workdirs")
+  p.add_argument("--checkpoints", default="checkpoints", help="exported models")
+  p.add_argument("--until", choices=STAGES, default=STAGES[-1])
+  p.add_argument("--only", choices=STAGES, default=None, help="run just this stage")
+  p.add_argument("--vae_steps", type=int, default=None, help="VAE training steps (default: config)")
+  p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true")
+  p.add_argument("--report", action="store_true", help="print wall time per stage and exit")
+  args = p.parse_args(argv)
+  if args.report:
+    for stage, s in report(args.runs).items():
+      print(f"{stage:8s} {s / 3600:6.2f} h")
+    return 0
+  stages = [args.only] if args.only else STAGES[:STAGES.index(args.until) + 1]
+  for stage, (done, steps) in plan(args).items():
+    if stage not in stages:
+      continue
+    if os.path.exists(os.path.join(ROOT, done) if not os.path.isabs(done) else done):
+      print(f"[{stage}] done ({done} exists)")
+      continue
+    rc = run_stage(stage, steps, args.runs, args.dry_run)
+    if rc or (not args.dry_run and not os.path.exists(os.path.join(ROOT, done))):
+      return rc
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

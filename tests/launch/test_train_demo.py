@@ -1,0 +1,48 @@
+"""`launch/train_demo.py`: stage order, skipping finished stages, interrupted training."""
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+_PATH = pathlib.Path(__file__).resolve().parents[2] / "launch" / "train_demo.py"
+_spec = importlib.util.spec_from_file_location("realcam_launch_train_demo", _PATH)
+pipeline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pipeline)
+
+
+def test_dry_run_lists_every_stage_and_skips_finished_ones(tmp_path, capsys):
+  ck = tmp_path / "ck"
+  (ck / "vae_demo").mkdir(parents=True)
+  rc = pipeline.main(["--runs", str(tmp_path / "runs"), "--checkpoints", str(ck), "--dry-run",
+                      "--vae_steps", "7"])
+  assert rc == 0
+  out = capsys.readouterr().out
+  assert f"[vae] done ({ck / 'vae_demo'} exists)" in out
+  order = [line.split("]")[0][1:] for line in out.splitlines() if "]" in line and ":" in line
+           and "done" not in line]
+  assert order == ["data", "latents", "teacher", "teacher", "prefix", "prefix", "student",
+                   "student"]
+  assert "configs/teacher.py:demo,prefix" in out
+  assert f"--config.student.teacher_ckpt={ck / 'teacher_demo'}" in out
+  assert not (tmp_path / "runs" / "pipeline.jsonl").exists()     # dry run: nothing logged
+
+
+def test_interrupted_training_stops_the_pipeline_and_is_logged(tmp_path, monkeypatch, capsys):
+  runs = str(tmp_path)
+  say = lambda text: [sys.executable, "-c", f"print({text!r})"]  # noqa: E731
+  steps = [("train", say("realcam-train: stopped by signal at step 5")),
+           ("export", say("exported"))]
+  assert pipeline.run_stage("teacher", steps, runs, dry_run=False) == 0
+  out = capsys.readouterr().out
+  assert "rerun this command to resume" in out and "exported" not in out
+  steps[0] = ("train", say("realcam-train: finished at step 9"))
+  assert pipeline.run_stage("teacher", steps, runs, dry_run=False) == 0
+  assert "exported" in capsys.readouterr().out
+  rows = [json.loads(x) for x in open(tmp_path / "pipeline.jsonl")]
+  assert [(r["stage"], r["step"], r["rc"]) for r in rows] == [
+      ("teacher", "train", 0), ("teacher", "train", 0), ("teacher", "export", 0)]
+  assert set(pipeline.report(runs)) == {"teacher"} and pipeline.report(runs)["teacher"] > 0
+  # A failing command stops the stage with its exit code.
+  fail = [("train", [sys.executable, "-c", "raise SystemExit(4)"])]
+  assert pipeline.run_stage("prefix", fail, runs, dry_run=False) == 4
