@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 # name -> module (relative to this package). Keep in the order `--help` shows them.
@@ -18,6 +19,8 @@ SUBCOMMANDS = {
     "render": "render",
     "eval": "eval",
     "serve": "serve",
+    "demo": "demo",
+    "bench": "bench",
 }
 
 
@@ -46,6 +49,7 @@ def main(argv=None) -> int:
   argv, overrides = split_overrides(argv)
   parser, modules = build_parser()
   args = parser.parse_args(argv)
+  args.command_line = shlex.join(["realcam", *argv, *overrides])  # for reports
   if not args.command:
     parser.print_help()
     return 0

@@ -81,6 +81,14 @@ def chunk_step(config, student_graphdef, vae_graphdef, student_params, vae_state
   return (enc, kv, dec), to_uint8(frames), x0
 
 
+def _empty_caches(config, vae, height: int, width: int, max_frames: int | None):
+  """(vae encode cache, student KV cache, vae decode cache) of an empty batch-1 stream."""
+  s = vae.spatial_factor
+  return (vae_lib.init_encode_cache(vae, 1, height, width),
+          causal.init_student_cache(config, 1, (height // s, width // s), max_frames),
+          vae_lib.init_decode_cache(vae, 1, height, width))
+
+
 class StreamingSession:
   """Streams one source video (batch 1) through the student, chunk by chunk."""
 
@@ -96,20 +104,52 @@ class StreamingSession:
     self.height, self.width = height, width
     self.intrinsics = jnp.asarray(intrinsics, jnp.float32).reshape(1, 3, 3)
     self.text = text
-    self.controller = controller or CameraController()
-    self._key = jax.random.key(seed)
+    self.seed = int(seed)
     vae_graphdef, self._vae_state = nnx.split(vae)
     self._params = student_params
-    self._caches = (
-        vae_lib.init_encode_cache(vae, 1, height, width),
-        causal.init_student_cache(config, 1, (height // s, width // s), max_frames),
-        vae_lib.init_decode_cache(vae, 1, height, width))
+    self._empty_caches = functools.partial(
+        _empty_caches, config, vae, height, width, max_frames)
     self._step = jax.jit(functools.partial(chunk_step, config, student_graphdef, vae_graphdef))
+    self.reset(seed, controller)
+
+  def reset(self, seed: int | None = None, controller: CameraController | None = None):
+    """Starts a new stream: empty caches, no pending or unpulled frames, counters at 0.
+
+    The compiled chunk step is kept, so a reset session produces its first chunk without
+    compiling again (and gives the same frames as a fresh session with the same seed).
+
+    Args:
+      seed: noise seed of the new stream (None: keep the current one).
+      controller: camera of the new stream (None: a new `CameraController`, i.e. the
+        camera back at the source's first pose, holding still).
+    """
+    if seed is not None:
+      self.seed = int(seed)
+    self._key = jax.random.key(self.seed)
+    self.controller = controller or CameraController()
+    self._caches = self._empty_caches()
     self._pending: list[np.ndarray] = []      # source frames not yet consumed
     self._out: list[np.ndarray] = []          # generated frames not yet pulled
     self.chunks_done = 0
     self.frames_done = 0                       # pixel frames generated so far
     self.latencies: list[float] = []           # seconds per chunk (first includes compile)
+
+  def warmup(self) -> list[float]:
+    """Compiles both chunk shapes (first, steady) on dummy frames, then resets.
+
+    Only on a fresh stream (nothing pushed yet); keeps the seed and the controller.
+    Returns the seconds each dummy chunk took (compile + one run).
+    """
+    if self.chunks_done or self._pending:
+      raise RuntimeError("warmup() needs a fresh stream: call it before push() or after reset()")
+    controller = self.controller
+    self.reset(controller=CameraController())
+    blank = np.zeros((self.chunk_frames(0) + self.chunk_frames(1), self.height, self.width, 3),
+                     np.uint8)
+    self.push(blank)
+    seconds = list(self.latencies)
+    self.reset(controller=controller)
+    return seconds
 
   # ------------------------------------------------------------------ frames in / out
   def chunk_frames(self, chunk_index: int | None = None) -> int:

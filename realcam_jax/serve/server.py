@@ -5,6 +5,10 @@ One `Server` = one stdlib `ThreadingHTTPServer` (a thread per request) + one bac
 model fps (never running more than a chunk ahead of playback), generates chunk by chunk
 and publishes the (source, generated) frame pairs with play-out times; requests only
 read that published state, so a slow or vanished client never blocks generation.
+Restart / switch make a new camera controller at once (commands go to the new stream)
+and bump the generation; the worker thread itself resets the one session
+(`StreamingSession.reset`, compiled step kept) before its next chunk, so a chunk in
+flight never writes into the new stream.
 
 Endpoints (JSON unless said otherwise):
   GET  /                 the page (static/index.html, static/app.js)
@@ -83,13 +87,14 @@ class Worker:
     self._lock = threading.RLock()
     self._wake = threading.Condition(self._lock)
     self._frames: dict[str, np.ndarray] = {}
-    self._step = None                        # jitted chunk step, shared by all sessions
     self._thread: threading.Thread | None = None
     self._quit = False
     self.running = False
     self.error: str | None = None
     self.generation = 0                      # bumps on restart / switch
-    self._new_session()
+    self._new_stream()
+    self.session = self._make_session()
+    self._session_generation = self.generation  # stream the session holds
 
   # ------------------------------------------------------------- control (any thread)
   def start_thread(self):
@@ -111,7 +116,7 @@ class Worker:
     with self._wake:
       if source is not None:
         self.source = source
-      self._new_session()
+      self._new_stream()
       self.running = True
       self._wake.notify_all()
 
@@ -143,24 +148,27 @@ class Worker:
 
   @property
   def controller(self):
-    return self.session.controller
+    """The camera of the current stream (already the new one right after a restart)."""
+    return self._controller
 
   def state(self) -> dict:
     with self._lock:
       s = self.session
-      lat = list(s.latencies)
+      fresh = self._session_generation != self.generation  # reset not done yet
+      lat = [] if fresh else list(s.latencies)
+      chunks, frames = (0, 0) if fresh else (s.chunks_done, s.frames_done)
       index = self.current()[0]
-      steady = lat[2:][-8:]                # chunks 0 and 1 compile (two shapes)
+      steady = lat[2:][-8:]                # chunks 0 and 1 run new shapes (compile)
       per_chunk = s.r * s.k
       return {
           "running": self.running, "source": self.source, "sources": list(self.sources),
-          "generation": self.generation, "frame": index, "chunks_done": s.chunks_done,
-          "frames_generated": s.frames_done, "compiling": s.chunks_done == 0 and self.running,
+          "generation": self.generation, "frame": index, "chunks_done": chunks,
+          "frames_generated": frames, "compiling": chunks == 0 and self.running,
           "latency_s": lat[-1] if lat else None,
           "first_chunk_s": lat[0] if lat else None,
           "gen_fps": (per_chunk * len(steady) / sum(steady)) if steady else None,
           "model_fps": self.m.fps, "size": [self.m.height, self.m.width],
-          "camera": s.controller.describe(), "error": self.error,
+          "camera": self._controller.describe(), "error": self.error,
       }
 
   # ------------------------------------------------------------- worker thread
@@ -172,18 +180,17 @@ class Worker:
                             video_frames(path, self.m.height, self.m.width, self.m.fps))
     return self._frames[name]
 
-  def _new_session(self):
-    from realcam_jax.inference.camera_control import CameraController
+  def _make_session(self):
     from realcam_jax.inference.session import StreamingSession
     m = self.m
-    self.session = StreamingSession(m.config, m.graphdef, m.params, m.vae, height=m.height,
-                                    width=m.width, intrinsics=m.intrinsics, seed=m.seed,
-                                    controller=CameraController())
-    if self._step is None:
-      self._step = self.session._step
-    else:
-      # Same config and models: reuse the compiled step (a new jit would compile again).
-      self.session._step = self._step
+    return StreamingSession(m.config, m.graphdef, m.params, m.vae, height=m.height,
+                            width=m.width, intrinsics=m.intrinsics, seed=m.seed,
+                            controller=self._controller)
+
+  def _new_stream(self):
+    """A new stream's camera and play-out state (under the lock); see `_sync_session`."""
+    from realcam_jax.inference.camera_control import CameraController
+    self._controller = CameraController()
     self.generation += 1
     self._src_pos = 0
     self._played: collections.deque = collections.deque(maxlen=64)
@@ -198,6 +205,7 @@ class Worker:
           self._wake.wait(0.02 if self.running else 0.5)
         if self._quit:
           return
+        self._sync_session()
         gen, session = self.generation, self.session
         try:
           frames = self._src_frames()
@@ -228,6 +236,12 @@ class Worker:
           self._played.append((self._t0, self.frames_shown, src, g))
           self.frames_shown += 1
           self._t0 += 1.0 / self.m.fps
+
+  def _sync_session(self):
+    """Worker thread, under the lock: reset the session if a new stream was requested."""
+    if self._session_generation != self.generation:
+      self.session.reset(seed=self.m.seed, controller=self._controller)
+      self._session_generation = self.generation
 
   def _ahead_s(self) -> float:
     """Seconds of generated video still to play beyond the allowed lead."""
@@ -373,7 +387,7 @@ class Handler(BaseHTTPRequestHandler):
                            "accepted": COMMAND_HELP}, HTTPStatus.BAD_REQUEST)
       try:
         with w._lock:
-          w.session.command(text)
+          w.controller.apply_command(text)
       except CameraCommandError as e:
         return self._json({"error": str(e), "accepted": COMMAND_HELP}, HTTPStatus.BAD_REQUEST)
       return self._json(self.server.state())

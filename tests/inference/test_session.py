@@ -83,3 +83,63 @@ def test_bad_frames_are_rejected(models):
     s.push(np.zeros((2, H, W, 3), np.float32))
   with pytest.raises(ValueError, match=f"uint8\\[N, {H}, {W}, 3\\]"):
     s.push(np.zeros((2, H + 1, W, 3), np.uint8))
+
+
+def test_reset_gives_a_fresh_stream_without_recompiling(models):
+  config, graphdef, params, vae, k = models
+  kk = config.student.chunk_pairs
+  t = 1 + 4 * (2 * kk - 1)
+  video = _video(t, seed=1)
+
+  fresh = _session(models)
+  fresh.push(video)
+  expected = fresh.pull()
+
+  s = _session(models)
+  s.command("pan 30")
+  s.push(_video(t + 3, seed=2))            # a different stream, 3 frames left pending
+  assert s.chunks_done == 2 and s._pending
+  compiled = s._step._cache_size()
+  s.reset()                                # unpulled output and pending frames dropped
+  assert (s.chunks_done, s.frames_done, s.latencies) == (0, 0, [])
+  assert s.pull().shape[0] == 0 and s.controller.describe()["target"]["yaw_deg"] == 0.0
+  s.push(video)
+  np.testing.assert_array_equal(s.pull(), expected)
+  assert s._step._cache_size() == compiled  # the same two compiled shapes
+
+  # A new seed changes the noise; the old seed again gives the same frames again.
+  s.reset(seed=4)
+  s.push(video)
+  assert np.abs(s.pull().astype(int) - expected.astype(int)).max() > 2
+  s.reset(seed=3)
+  s.push(video)
+  np.testing.assert_array_equal(s.pull(), expected)
+  assert s._step._cache_size() == compiled
+
+
+def test_warmup_compiles_then_leaves_a_fresh_stream(models):
+  from realcam_jax.inference.camera_control import CameraController
+  config, *_ = models
+  t = 1 + 4 * (2 * config.student.chunk_pairs - 1)
+  video = _video(t, seed=1)
+  controller = CameraController()
+  controller.set_preset("pan_right")
+  s = _session(models, controller=controller)
+  seconds = s.warmup()
+  assert len(seconds) == 2 and all(x > 0 for x in seconds)
+  assert s.controller is controller and controller.frame == 0 and s.chunks_done == 0
+  compiled = s._step._cache_size()
+  s.push(video)
+  ref = _session(models, controller=_pan_right())
+  ref.push(video)
+  np.testing.assert_array_equal(s.pull(), ref.pull())
+  assert s._step._cache_size() == compiled
+  with pytest.raises(RuntimeError, match="fresh stream"):
+    s.warmup()
+
+
+def _pan_right():
+  from realcam_jax.inference.camera_control import CameraController
+  c = CameraController()
+  c.set_preset("pan_right")
+  return c

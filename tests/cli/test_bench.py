@@ -1,0 +1,82 @@
+"""`realcam bench` on the tiny config with small lengths; bad arguments exit 2."""
+
+import json
+import math
+
+import pytest
+
+from realcam_jax.cli import main
+
+TINY = ["--config", "student:tiny", "--size", "16x16"]
+
+
+def _finite_positive(x):
+  return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+  from realcam_jax.inference.session import enable_compilation_cache
+  enable_compilation_cache()                 # repeated test runs load instead of compiling
+  out = tmp_path_factory.mktemp("bench") / "out"
+  rc = main(["bench", *TINY, "--lengths", "1,2", "--offline-lengths", "1",
+             "--systems", "student,student_window,prefix", "--out", str(out)])
+  return rc, out
+
+
+def test_bench_writes_json_md_png(bench_run):
+  rc, out = bench_run
+  assert rc == 0
+  results = json.loads((out / "bench.json").read_text())
+  assert set(results["systems"]) == {"student", "student_window", "prefix"}
+  assert results["machine"]["cpu_count"] >= 1 and results["machine"]["backend"] == "cpu"
+  for name in ("student", "student_window"):
+    s = results["systems"][name]
+    assert [r["multiple"] for r in s["lengths"]] == [1, 2]
+    for r in s["lengths"]:
+      assert r["chunks"] == r["multiple"] * s["chunks_per_training_length"]
+      assert len(r["chunk_latency_s"]) == r["chunks"]
+      assert r["frames"] == s["chunk_frames"][0] + (r["chunks"] - 1) * s["chunk_frames"][1]
+      for key in ("first_chunk_latency_s", "median_chunk_latency_s", "steady_fps",
+                  "cpu_s_per_frame", "rss_mb", "peak_rss_mb", "kv_cache_mb"):
+        assert _finite_positive(r[key]), (name, key, r[key])
+      assert all(_finite_positive(x) for x in r["chunk_latency_s"])
+  unlimited, window = (results["systems"][n]["lengths"] for n in ("student", "student_window"))
+  assert unlimited[1]["kv_cache_mb"] == pytest.approx(2 * unlimited[0]["kv_cache_mb"])
+  assert window[1]["kv_cache_mb"] == window[0]["kv_cache_mb"]     # constant: rolling window
+  assert unlimited[1]["compile_s"] is not None and window[1]["compile_s"] is None
+  prefix = results["systems"]["prefix"]
+  assert prefix["layout"] == "prefix" and prefix["steps"] >= 1
+  row = prefix["lengths"][0]
+  assert _finite_positive(row["video_s"]) and _finite_positive(row["compile_s"])
+  assert _finite_positive(row["estimate"]["step_s"])
+  assert _finite_positive(results["speedup"]["ratio"])
+  assert set(results["targets"]) == {"student", "student_window"}
+  md = (out / "bench.md").read_text()
+  assert results["command"] in md and "| student_window |" in md and "## Targets" in md
+  assert (out / "latency_vs_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_offline_guard_skips_with_an_extrapolated_estimate(bench_run, tmp_path):
+  out = tmp_path / "guard"
+  assert main(["bench", *TINY, "--systems", "prefix", "--offline-lengths", "1",
+               "--max-seconds", "1e-9", "--out", str(out)]) == 0
+  row = json.loads((out / "bench.json").read_text())["systems"]["prefix"]["lengths"][0]
+  assert "video_s" not in row and row["skipped"].startswith("skipped: would take ~")
+  assert "extrapolated" in row["skipped"] and _finite_positive(row["estimate"]["estimate_s"])
+  assert "extrapolated, skipped" in (out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("extra,expect", [
+    (["--lengths", "0,1"], "--lengths"),
+    (["--lengths", "one"], "--lengths"),
+    (["--offline-lengths", ""], "--offline-lengths"),
+    (["--systems", "student,warp"], "unknown 'warp'"),
+    (["--max-seconds", "0"], "--max-seconds"),
+    (["--teacher-config", "teacher:demo"], "latent channels"),
+])
+def test_bad_arguments_exit_2_without_output(tmp_path, capsys, extra, expect):
+  out = tmp_path / "out"
+  assert main(["bench", *TINY, "--out", str(out), *extra]) == 2
+  assert expect in capsys.readouterr().err
+  assert not out.exists()
