@@ -5,7 +5,10 @@ SIZE: tiny | demo | wan2_1_1_3b. The teacher's config at the same size is embedd
 critic and student share one architecture). ABLATIONS (combine with commas):
   chunk1       chunks of K=1 frame pair instead of 3
   no_loopaug   no LoopAug sequences in the training mix
-  window       rolling attention window of 2 chunks plus 1 sink chunk
+  window       rolling attention window of 2 chunks plus 1 sink chunk (the demo default:
+               at the 3-chunk training length it equals unlimited attention, and it keeps
+               the cost per chunk constant on endless streams)
+  no_window    unlimited attention over the cache (student.max_frames latent frames)
 
 LoopAug: `student.loopaug_fraction` of the training sequences (data.source=latents) are
 palindromes in time, built on the encoded latent frames with their poses. Reversing
@@ -38,6 +41,8 @@ ABLATIONS = {
     "no_loopaug": lambda c: setattr(c.student, "loopaug_fraction", 0.0),
     "window": lambda c: (setattr(c.student, "window_chunks", 2),
                          setattr(c.student, "sink_chunks", 1)),
+    "no_window": lambda c: (setattr(c.student, "window_chunks", 0),
+                            setattr(c.student, "sink_chunks", 0)),
 }
 
 
@@ -63,8 +68,8 @@ def get_config(arg=None):
       chunk_pairs=3,                        # K frame pairs per chunk (ablate 1)
       timesteps=(1000.0, 750.0, 500.0, 250.0),  # few-step levels before the shift
       shift=5.0,
-      sink_chunks=0,                        # first chunks kept forever in the window
-      window_chunks=0,                      # rolling window W (0 = unlimited up to max_frames)
+      sink_chunks=_pick(size, 0, 1, 0),     # first chunks kept forever in the window
+      window_chunks=_pick(size, 0, 2, 0),   # rolling window W (0 = unlimited up to max_frames)
       max_frames=_pick(size, 12, 48, 48),   # cache length when window_chunks is 0
       teacher_ckpt="",                      # teacher workdir or converted dir ("" = seed init)
       init_from="",                         # DMD generator init (ODE-init workdir or dir)

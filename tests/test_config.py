@@ -89,3 +89,14 @@ def test_source_skip_defaults_on_for_demo_only():
   assert not get_config("teacher:demo,no_source_skip").model.source_skip
   assert not get_config("teacher:wan2_1_1_3b").model.source_skip   # Wan-compatible
   assert not get_config("teacher:tiny").model.source_skip
+
+
+def test_demo_student_streams_with_a_rolling_window():
+  s = get_config("student:demo").student
+  assert (s.sink_chunks, s.window_chunks, s.chunk_pairs) == (1, 2, 3)
+  s = get_config("student:demo,no_window").student
+  assert (s.sink_chunks, s.window_chunks) == (0, 0)
+  # At the 3-chunk training length the window hides nothing: every chunk sees all before it.
+  from realcam_jax.inference import kv_cache
+  for q in range(3):
+    assert kv_cache.visible_chunks(q, 3, 1, 2)[:q + 1].all()
