@@ -39,7 +39,7 @@ import numpy as np
 from realcam_jax.camera import presets
 from realcam_jax.camera.pose import relative_to
 from realcam_jax.data import rig as rig_lib
-from realcam_jax.data import synthetic, tfds_builder
+from realcam_jax.data import heldout, synthetic, tfds_builder
 from realcam_jax.eval import geometry, metrics
 
 LENGTHS = ("shorter", "short", "long", "loop")
@@ -166,10 +166,7 @@ def latent_lengths(settings: SceneSettings, names=LENGTHS) -> dict:
 
 def scene_seeds(split: str, num_scenes: int, seed_offset: int = 0) -> list[int]:
   """The first `num_scenes` clip seeds of a dataset split (as `tfds_builder` renders them)."""
-  if split not in tfds_builder.SPLIT_SEED_BASE:
-    raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-  base = seed_offset + tfds_builder.SPLIT_SEED_BASE[split]
-  return [base + i for i in range(num_scenes)]
+  return [seed_offset + heldout.split_seed(i, split) for i in range(num_scenes)]
 
 
 def render_target_loop(seed: int, num_frames: int, settings: SceneSettings,
