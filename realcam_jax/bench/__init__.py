@@ -5,6 +5,10 @@
   offline.py  whole-video latency of the bidirectional teacher / prefix baseline (Euler +
               CFG), with a time guard that extrapolates from one measured step
   report.py   machine description, bench.json, bench.md and latency_vs_length.png
+  record.py   benchmark records (docs/results/NAME.json): command, machine, date, numbers,
+              markdown table; peak FLOP/s table for MFU
+  convert.py  records from bench.json, eval results.json and the VAE export's meta.json
+  benchdoc.py docs/benchmarks.md from the records (launch/make_benchmarks_doc.py)
 
 `realcam bench` (realcam_jax/cli/bench.py) runs them; speed needs no trained weights.
 """

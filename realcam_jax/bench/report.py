@@ -126,7 +126,7 @@ def _yes(ok: bool) -> str:
 
 
 def markdown(results: dict) -> str:
-  """The human-readable report: machine, command, tables, targets."""
+  """The human-readable report: machine, command, tables (`tables`), targets."""
   m = results["machine"]
   lines = [
       "# realcam bench: streaming student vs offline teacher / prefix baseline", "",
@@ -143,9 +143,15 @@ def markdown(results: dict) -> str:
       "1x = the student's training length.", ""]
   if results.get("note"):
     lines += [f"> {results['note']}", ""]
+  return "\n".join(lines) + "\n" + tables(results, "##")
+
+
+def tables(results: dict, heading: str = "##") -> str:
+  """The result tables of `markdown` (sections under `heading`-level titles)."""
+  lines = []
   stu = [results["systems"][n] for n in STUDENT_SYSTEMS if n in results["systems"]]
   if stu:
-    lines += ["## Streaming student: per-chunk latency vs video length", "",
+    lines += [f"{heading} Streaming student: per-chunk latency vs video length", "",
               "| system | cache | length | frames | chunks | first chunk s | median chunk s | "
               "max chunk s | steady frames/s | compile s (first / steady shape) | "
               "KV cache MiB | RSS MiB | peak RSS MiB |",
@@ -170,7 +176,7 @@ def markdown(results: dict) -> str:
               "process's peak so far (lengths run in increasing order).", ""]
   off = [results["systems"][n] for n in OFFLINE_SYSTEMS if n in results["systems"]]
   if off:
-    lines += ["## Offline (whole video at once)", "",
+    lines += [f"{heading} Offline (whole video at once)", "",
               "| system | layout | steps | CFG | length | frames | compile s | whole video s | "
               "frames/s | measured step s |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -188,7 +194,7 @@ def markdown(results: dict) -> str:
     lines += [""] + [f"- {s}" for s in skipped] + ([""] if skipped else [])
   sp = results.get("speedup")
   if sp:
-    lines += ["## Speed-up", "",
+    lines += [f"{heading} Speed-up", "",
               f"At {sp['multiple']}x the streaming student ({sp['student_system']}) generates "
               f"the whole video in {sp['student_video_s']:.3f} s (sum of chunk latencies, "
               f"after compile); the prefix baseline takes {sp['prefix_video_s']:.2f} s"
@@ -197,7 +203,7 @@ def markdown(results: dict) -> str:
   tg = results.get("targets")
   if tg:
     fps_t = results["fps_target"]
-    lines += ["## Targets", "",
+    lines += [f"{heading} Targets", "",
               f"| system | steady >= {fps_t:g} frames/s (min over lengths) | first chunk < "
               f"{FIRST_CHUNK_TARGET_S:g} s (max) | latency flat (<= {FLAT_TOLERANCE:g}x): "
               "across lengths / along the longest stream |",

@@ -141,3 +141,56 @@ def bench_student(config, graphdef, params, vae, height: int, width: int,
           "chunk_pairs": k, "chunks_per_training_length": per,
           "chunk_frames": [session.chunk_frames(0), session.chunk_frames(1)],
           "lengths": results}
+
+
+def abstract_models(config):
+  """(student graphdef, abstract student params, abstract random VAE): nothing allocated."""
+  from flax import nnx
+
+  from realcam_jax.inference.load import vae_config_for
+  from realcam_jax.models import vae as vae_lib
+  from realcam_jax.models.realcam import RealCamDiT
+  from realcam_jax.train import state as st
+  graphdef, params = st.abstract_model(lambda rngs: RealCamDiT(config.model, rngs=rngs))
+  vae_model = vae_config_for(config).model
+  vae = nnx.eval_shape(lambda: vae_lib.WanVAE.from_config(vae_model, rngs=nnx.Rngs(0)))
+  return graphdef, params, vae
+
+
+def dry_run(config, graphdef, params, vae, height: int, width: int, *, window: bool,
+            multiple: int = 1) -> dict:
+  """The chunk step's shapes for a stream of `multiple` x the training length, by
+  `jax.eval_shape` (no weights allocated, nothing compiled; any size on any machine).
+
+  Returns dict(system, chunk_frames [first, steady], kv_cache_mb, params, and per chunk
+  shape the generated frames' and target latents' shapes).
+  """
+  import functools
+
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from realcam_jax.inference import session as sess
+  config = with_window(config) if window else without_window(config)
+  k, r, s = int(config.student.chunk_pairs), vae.temporal_factor, vae.spatial_factor
+  frames_total = multiple * chunks_per_length(config) * k
+  vae_graphdef, vae_state = nnx.split(vae)
+  caches = jax.eval_shape(lambda st: sess._empty_caches(
+      config, nnx.merge(vae_graphdef, st), height, width, frames_total), vae_state)
+  step = functools.partial(sess.chunk_step, config, graphdef, vae_graphdef)
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  out = {}
+  for name, t in (("first", 1 + r * (k - 1)), ("steady", r * k)):
+    frames = jax.ShapeDtypeStruct((1, t, height, width, 3), jnp.uint8)
+    poses = jax.ShapeDtypeStruct((1, k, 4, 4), jnp.float32)
+    intr = jax.ShapeDtypeStruct((1, 3, 3), jnp.float32)
+    caches, gen, lat = jax.eval_shape(step, params, vae_state, caches, frames, poses, intr,
+                                      None, key)
+    out[name] = {"frames_in": list(frames.shape), "generated": list(gen.shape),
+                 "latents": list(lat.shape)}
+  return {"system": "student_window" if window else "student", "size": [height, width],
+          "chunk_frames": [1 + r * (k - 1), r * k],
+          "params": int(sum(x.size for x in jax.tree.leaves(params))),
+          "kv_cache_mb": kv_cache_mb(config, (height // s, width // s), frames_total),
+          "shapes": out}

@@ -9,7 +9,10 @@ Random weights (speed does not depend on them). Systems (`--systems`):
   prefix          ReCamMaster prefix layout (`teacher:SIZE,prefix`), whole video
 Lengths (`--lengths`) are multiples of the student's training length; the offline
 systems run `--offline-lengths` (default 1,2) under the `--max-seconds` guard.
-Writes DIR/bench.json, DIR/bench.md and DIR/latency_vs_length.png (realcam_jax/bench/).
+Writes DIR/bench.json, DIR/bench.md and DIR/latency_vs_length.png (realcam_jax/bench/);
+`--results FILE` also writes a benchmark record for docs/benchmarks.md
+(realcam_jax/bench/record.py). `--dry-run` builds the student's chunk-step shapes with
+`jax.eval_shape` (any size, nothing allocated or compiled) and stops.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def add_arguments(parser):
                       help="a remark for bench.md (default: the CPU was shared); '' for none")
   parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                       help=f"output folder (default {DEFAULT_OUT})")
+  parser.add_argument("--results", metavar="FILE",
+                      help="also write a benchmark record here (docs/results/NAME.json)")
+  parser.add_argument("--dry-run", action="store_true",
+                      help="print the student's chunk shapes (jax.eval_shape) and stop")
 
 
 def parse_multiples(text: str, flag: str) -> list[int]:
@@ -115,6 +122,8 @@ def run(args, overrides) -> int:
   if os.path.exists(args.out) and not os.path.isdir(args.out):
     raise UserError(f"--out {args.out} exists and is not a folder")
   config = render_cli.load_config(args, overrides)
+  if args.dry_run:
+    return dry_run(args, config, lengths)
   teacher_name, teachers = teacher_configs(args, config)
   results = {"command": getattr(args, "command_line", "realcam bench"),
              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -146,5 +155,27 @@ def run(args, overrides) -> int:
   paths = report.write(report.finish(results), args.out)
   print(report.markdown(results))
   print(f"wrote {', '.join(paths.values())}")
+  if args.results:
+    from realcam_jax.bench import convert, record
+    rec = convert.from_stream_bench(results, record.name_of(args.results))
+    print(f"wrote {record.write_record(args.results, rec)}")
+  return 0
+
+
+def dry_run(args, config, lengths) -> int:
+  """`--dry-run`: eval_shape the student systems' chunk steps at the longest length."""
+  import json
+
+  from realcam_jax.bench import stream
+  graphdef, params, vae = stream.abstract_models(config)
+  height, width = render_cli.parse_size(args.size, config, vae)
+  for system in args.systems_list:
+    if system not in ("student", "student_window"):
+      _say(f"{system}: skipped by --dry-run (offline systems are not planned)")
+      continue
+    plan = stream.dry_run(config, graphdef, params, vae, height, width,
+                          window=system == "student_window", multiple=max(lengths))
+    print(json.dumps(plan))
+  _say("dry run: stopping before allocating or compiling")
   return 0
 

@@ -7,6 +7,8 @@ Every system runs on the same synthetic scenes (the split's clips, rendered with
 dataset's seeds) and the same target trajectories; writes DIR/results.json,
 DIR/results.md and PNG plots (realcam_jax/eval/report.py) atomically. Library entry
 point: `realcam_jax.eval.runner.run_eval`. Metric definitions: docs/metrics.md.
+`--results FILE` also writes a benchmark record for docs/benchmarks.md
+(realcam_jax/bench/record.py).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def add_arguments(parser):
   parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
   parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
   parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+  parser.add_argument("--results", metavar="FILE",
+                      help="also write a benchmark record here (docs/results/NAME.json)")
 
 
 def _names(text: str, valid: tuple, flag: str) -> list[str]:
@@ -121,4 +125,8 @@ def run(args, overrides) -> int:
     raise UserError(str(e)) from None
   sys.stdout.write(report.markdown(results))
   print(f"wrote {args.out}: {', '.join(files)}")
+  if args.results:
+    from realcam_jax.bench import convert, record
+    rec = convert.from_eval(results, record.name_of(args.results))
+    print(f"wrote {record.write_record(args.results, rec)}")
   return 0

@@ -20,7 +20,8 @@ def bench_run(tmp_path_factory):
   enable_compilation_cache()                 # repeated test runs load instead of compiling
   out = tmp_path_factory.mktemp("bench") / "out"
   rc = main(["bench", *TINY, "--lengths", "1,2", "--offline-lengths", "1",
-             "--systems", "student,student_window,prefix", "--out", str(out)])
+             "--systems", "student,student_window,prefix", "--out", str(out),
+             "--results", str(out.parent / "stream_tiny.json")])
   return rc, out
 
 
@@ -55,6 +56,27 @@ def test_bench_writes_json_md_png(bench_run):
   md = (out / "bench.md").read_text()
   assert results["command"] in md and "| student_window |" in md and "## Targets" in md
   assert (out / "latency_vs_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_writes_a_benchmark_record(bench_run):
+  from realcam_jax.bench import record
+  rc, out = bench_run
+  rec = record.read_record(str(out.parent / "stream_tiny.json"))
+  results = json.loads((out / "bench.json").read_text())
+  assert rc == 0 and rec["name"] == "stream_tiny" and rec["command"] == results["command"]
+  assert "--results" in rec["command"] and rec["date"] == results["date"]
+  assert "#### Targets" in rec["table"] and "| student_window |" in rec["table"]
+  assert rec["numbers"]["systems"].keys() == results["systems"].keys()
+
+
+def test_dry_run_plans_without_compiling(capsys):
+  assert main(["bench", *TINY, "--systems", "student,teacher", "--lengths", "1,2",
+               "--dry-run"]) == 0
+  cap = capsys.readouterr()
+  plan = json.loads(cap.out.strip().splitlines()[-1])
+  assert plan["system"] == "student" and plan["size"] == [16, 16]
+  assert plan["shapes"]["steady"]["generated"][1] == plan["chunk_frames"][1]
+  assert "teacher: skipped by --dry-run" in cap.err
 
 
 def test_offline_guard_skips_with_an_extrapolated_estimate(bench_run, tmp_path):
