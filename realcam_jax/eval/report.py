@@ -97,7 +97,28 @@ def markdown(results: dict) -> str:
     for name, per in results["results"].items():
       r = per[length]
       lines.append(f"| {name} | " + " | ".join(_fmt(r[k], f) for k, _, f in cols) + " |")
+    lines += _view_change_table(results, length)
   return "\n".join(lines) + "\n"
+
+
+def _view_change_table(results: dict, length: str) -> list[str]:
+  """PSNR by size of the camera change (source -> target rotation at frame 0)."""
+  per = results["results"]
+  buckets = []
+  for name in per:
+    for b, v in per[name][length].get("by_view_change", {}).items():
+      if b not in buckets:
+        buckets.append(b)
+  if not buckets:
+    return []
+  lines = ["", "PSNR (dB) by camera change (source → target rotation at frame 0; scenes):", "",
+           "| system | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets)]
+  for name in per:
+    cells = per[name][length].get("by_view_change", {})
+    lines.append(f"| {name} | " + " | ".join(
+        _fmt(cells[b]["psnr"], "{:.2f}") + f" ({cells[b]['scenes']})" if b in cells else "—"
+        for b in buckets) + " |")
+  return lines
 
 
 def _finite(values) -> np.ndarray:

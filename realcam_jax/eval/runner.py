@@ -95,6 +95,7 @@ class Case:
       first frame (the model input).
     intrinsics: f32[3, 3] pixel intrinsics.
     loop_pairs: int[P, 2] frame pairs at the same target pose (P may be 0).
+    view_change_deg: rotation between the source and target cameras at frame 0.
   """
   seed: int
   length: str
@@ -105,6 +106,7 @@ class Case:
   latent_poses: np.ndarray
   intrinsics: np.ndarray
   loop_pairs: np.ndarray
+  view_change_deg: float = float("nan")
 
 
 def _plain(x) -> dict:
@@ -212,7 +214,8 @@ def make_case(seed: int, length: str, latent_frames: int, settings: SceneSetting
               static_mask=np.asarray(mask, bool), target_c2w=np.asarray(c2w, np.float32),
               latent_poses=rel[::st.temporal_factor].astype(np.float32),
               intrinsics=np.asarray(clip["intrinsics"], np.float32),
-              loop_pairs=geometry.find_loop_pairs(c2w))
+              loop_pairs=geometry.find_loop_pairs(c2w),
+              view_change_deg=float(clip["view_change"][0, 0]))
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -265,6 +268,27 @@ def score(pred: np.ndarray, case: Case, *, adherence: bool = False) -> dict:
   return out
 
 
+# Buckets of the source -> target rotation at frame 0 (the rig draws 15-75 degrees of
+# azimuth change): copying the source degrades as the change grows (design.md §8).
+VIEW_CHANGE_EDGES = (35.0, 55.0)
+
+
+def view_change_bucket(deg: float) -> str:
+  """'<35°', '35-55°' or '>=55°' for the default edges."""
+  lo, hi = VIEW_CHANGE_EDGES
+  return f"<{lo:g}°" if deg < lo else (f"{lo:g}-{hi:g}°" if deg < hi else f">={hi:g}°")
+
+
+def _by_view_change(scores: list[dict]) -> dict:
+  """{bucket: {scenes, psnr, ssim}} over the scenes whose view change falls in it."""
+  out = {}
+  for s in scores:
+    out.setdefault(view_change_bucket(s["view_change_deg"]), []).append(s)
+  order = [view_change_bucket(x) for x in (0.0, VIEW_CHANGE_EDGES[0], VIEW_CHANGE_EDGES[1])]
+  return {b: dict(scenes=len(out[b]), psnr=_mean([s["psnr"] for s in out[b]]),
+                  ssim=_mean([s["ssim"] for s in out[b]])) for b in order if b in out}
+
+
 def _mean(values) -> float:
   """Mean over scenes, ignoring NaN (NaN if all are); +inf stays inf."""
   v = np.asarray(values, np.float64)
@@ -276,7 +300,9 @@ def aggregate(scores: list[dict]) -> dict:
   """Scene means of the METRICS, per-frame PSNR averaged over scenes, and per-scene values."""
   out = {m: _mean([s[m] for s in scores]) for m in METRICS}
   out["per_frame_psnr"] = [float(x) for x in np.mean([s["per_frame_psnr"] for s in scores], 0)]
-  out["scenes"] = [{"seed": s["seed"], **{m: float(s[m]) for m in METRICS}} for s in scores]
+  out["scenes"] = [{"seed": s["seed"], "view_change_deg": float(s["view_change_deg"]),
+                    **{m: float(s[m]) for m in METRICS}} for s in scores]
+  out["by_view_change"] = _by_view_change(scores)
   return out
 
 
@@ -321,7 +347,7 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
         pred = system.generate(case.source, case.latent_poses, case.intrinsics, seed + i)
         seconds[name] += time.perf_counter() - t0
         s = score(np.asarray(pred), case, adherence=adherence)
-        scores[name][length].append(dict(s, seed=clip_seed))
+        scores[name][length].append(dict(s, seed=clip_seed, view_change_deg=case.view_change_deg))
   return dict(
       split=split, seeds=seeds, noise_seed=seed, adherence=adherence,
       settings=dataclasses.asdict(settings),

@@ -21,6 +21,11 @@ def _settings(**kw):
   return runner.SceneSettings(**dict(base, **kw))
 
 
+def test_view_change_buckets():
+  assert [runner.view_change_bucket(d) for d in (10.0, 35.0, 54.9, 55.0, 80.0)] == [
+      "<35°", "35-55°", "35-55°", ">=55°", ">=55°"]
+
+
 @pytest.mark.parametrize("short,k,expect", [
     # demo: 33 -> 21 (0.64x), 69 (2.09x) and 69 frames
     (9, 3, {"shorter": 6, "short": 9, "long": 18, "loop": 18}),
@@ -93,6 +98,17 @@ def test_copy_source_numbers_equal_an_independent_computation():
   np.testing.assert_allclose(short["ssim"], np.mean(ssims), rtol=1e-12)
   np.testing.assert_allclose(short["psnr_static"], np.mean(static), rtol=1e-12)
   np.testing.assert_allclose([s["psnr"] for s in short["scenes"]], psnrs, rtol=1e-12)
+  # Buckets by camera change: each scene lands in the bucket of its rig's rotation.
+  changes = [float(synthetic.sample_clip(sd, 9, 24, 24, 1)["view_change"][0, 0])
+             for sd in res["seeds"]]
+  assert [s["view_change_deg"] for s in short["scenes"]] == changes
+  buckets = {}
+  for c, p in zip(changes, psnrs):
+    buckets.setdefault(runner.view_change_bucket(c), []).append(p)
+  got = short["by_view_change"]
+  assert set(got) == set(buckets) and sum(v["scenes"] for v in got.values()) == 2
+  for b, ps in buckets.items():
+    np.testing.assert_allclose(got[b]["psnr"], np.mean(ps), rtol=1e-12)
   assert len(short["per_frame_psnr"]) == 9
   # Loop closure of the copied source, recomputed from the true loop render.
   seed = res["seeds"][0]
