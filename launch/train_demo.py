@@ -30,6 +30,7 @@ import sys
 import time
 
 FINISHED_MARK = "realcam-train: finished at step"   # printed by launch/train.py
+VAE_STEPS = (2650, 3600)
 STAGES = ("data", "vae", "latents", "teacher", "prefix", "student")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -53,15 +54,18 @@ def plan(args) -> dict:
                                    f"--config.data.dataset_dir={latents}", *extra]),
       ("export", _py("export.py") + ["--config", cfg, "--workdir", os.path.join(r, f"{name}_demo"),
                                      "--out", ck[name], *extra])]
-  vae_steps = ["--num_steps", str(args.vae_steps)] if args.vae_steps else []
+  vae = ["--config", "configs/vae.py:demo", "--workdir", os.path.join(r, "vae_demo")]
   return {
       "data": (os.path.join(r, "data"), [
           ("build", _realcam() + ["data", "build", "--config", "configs/data.py:demo",
                                   "--out", os.path.join(r, "data")])]),
+      # Constant learning rate to step 2650 (PSNR plateaus), then a cosine anneal to 3600.
       "vae": (ck["vae"], [
-          ("train+export", _py("train_vae.py") + ["--config", "configs/vae.py:demo", "--workdir",
-                                                  os.path.join(r, "vae_demo"), *vae_steps,
-                                                  "--export", ck["vae"]])]),
+          ("train", _py("train_vae.py") + vae + ["--num_steps", str(VAE_STEPS[0])]),
+          ("train-anneal", _py("train_vae.py") + vae + [
+              "--num_steps", str(VAE_STEPS[1]), "--config.optim.schedule=cosine",
+              f"--config.optim.total_steps={VAE_STEPS[1]}"]),
+          ("export", _py("train_vae.py") + vae + ["--num_steps", "0", "--export", ck["vae"]])]),
       "latents": (os.path.join(latents, "meta.json"), [
           ("encode", _realcam() + ["data", "encode", "--config", "configs/data.py:demo",
                                    "--data-dir", os.path.join(r, "data"), "--vae", ck["vae"],
@@ -116,7 +120,7 @@ def run_stage(stage: str, steps, runs: str, dry_run: bool) -> int:
     if rc != 0:
       print(f"[{stage}] {label} failed (exit {rc}); fix it and rerun this command", file=sys.stderr)
       return rc
-    if label == "train" and not finished:
+    if label.startswith("train") and not finished:
       print(f"[{stage}] training stopped before its last step; rerun this command to resume")
       return 0
   return 0
@@ -129,7 +133,6 @@ def main(argv=None):
   p.add_argument("--checkpoints", default="checkpoints", help="exported models")
   p.add_argument("--until", choices=STAGES, default=STAGES[-1])
   p.add_argument("--only", choices=STAGES, default=None, help="run just this stage")
-  p.add_argument("--vae_steps", type=int, default=None, help="VAE training steps (default: config)")
   p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true")
   p.add_argument("--report", action="store_true", help="print wall time per stage and exit")
   args = p.parse_args(argv)

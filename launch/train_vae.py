@@ -46,6 +46,9 @@ def main(argv=None):
       orbax_io.check_out_dir(args.export, args.force)   # fail before hours of training
     if args.num_steps != 0:
       _, _, info = vae.train(config, args.workdir, args.num_steps)
+      if jax.process_index() == 0:   # the same lines as launch/train.py (train_demo.py reads them)
+        state = ("stopped by signal" if info["stopped_by_signal"] else "finished") + " at step"
+        print(f"realcam-train: {state} {info['last_step']}", flush=True)
       if info["stopped_by_signal"]:
         return 0
     if args.export and jax.process_index() == 0:

@@ -14,8 +14,7 @@ _spec.loader.exec_module(pipeline)
 def test_dry_run_lists_every_stage_and_skips_finished_ones(tmp_path, capsys):
   ck = tmp_path / "ck"
   (ck / "vae_demo").mkdir(parents=True)
-  rc = pipeline.main(["--runs", str(tmp_path / "runs"), "--checkpoints", str(ck), "--dry-run",
-                      "--vae_steps", "7"])
+  rc = pipeline.main(["--runs", str(tmp_path / "runs"), "--checkpoints", str(ck), "--dry-run"])
   assert rc == 0
   out = capsys.readouterr().out
   assert f"[vae] done ({ck / 'vae_demo'} exists)" in out
