@@ -30,7 +30,6 @@ import sys
 import time
 
 FINISHED_MARK = "realcam-train: finished at step"   # printed by launch/train.py
-VAE_STEPS = (2650, 3600)
 STAGES = ("data", "vae", "latents", "teacher", "prefix", "student")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -59,12 +58,19 @@ def plan(args) -> dict:
       "data": (os.path.join(r, "data"), [
           ("build", _realcam() + ["data", "build", "--config", "configs/data.py:demo",
                                   "--out", os.path.join(r, "data")])]),
-      # Constant learning rate to step 2650 (PSNR plateaus), then a cosine anneal to 3600.
+      # As it was run: 5-frame windows at a constant learning rate to step 2650, a cosine
+      # anneal to 3600; the export then showed chunks after the first reconstructing badly
+      # (their steady-state causal cache was never trained), so 600 steps of 9-frame
+      # windows (the config default since) at 2e-4 with a cosine decay followed.
       "vae": (ck["vae"], [
-          ("train", _py("train_vae.py") + vae + ["--num_steps", str(VAE_STEPS[0])]),
+          ("train", _py("train_vae.py") + vae + ["--num_steps", "2650",
+                                                 "--config.data.train_frames=5"]),
           ("train-anneal", _py("train_vae.py") + vae + [
-              "--num_steps", str(VAE_STEPS[1]), "--config.optim.schedule=cosine",
-              f"--config.optim.total_steps={VAE_STEPS[1]}"]),
+              "--num_steps", "3600", "--config.data.train_frames=5",
+              "--config.optim.schedule=cosine", "--config.optim.total_steps=3600"]),
+          ("train-finetune", _py("train_vae.py") + vae + [
+              "--num_steps", "4200", "--config.optim.schedule=cosine", "--config.optim.lr=2e-4",
+              "--config.optim.warmup_steps=3650", "--config.optim.total_steps=4200"]),
           ("export", _py("train_vae.py") + vae + ["--num_steps", "0", "--export", ck["vae"]])]),
       "latents": (os.path.join(latents, "meta.json"), [
           ("encode", _realcam() + ["data", "encode", "--config", "configs/data.py:demo",

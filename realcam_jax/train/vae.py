@@ -22,6 +22,7 @@ and the encode/decode speed, and writes a read-only `orbax_io` checkpoint.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -104,6 +105,11 @@ def check_data_config(config) -> None:
                     f"frames of multiples of {s} px (the evaluation encodes whole clips)")
   if problems:
     raise ValueError("VAE training config: " + "; ".join(problems))
+  if d.train_frames < min(1 + 2 * r, d.clip_frames):
+    logging.warning(
+        "data.train_frames=%d trains no chunk whose causal cache comes from a previous full "
+        "chunk: every chunk after the first will reconstruct badly; use >= %d",
+        d.train_frames, 1 + 2 * r)
 
 
 def make_iterator(config, pool: np.ndarray):
@@ -207,13 +213,14 @@ def evaluate(vae: WanVAE, videos: np.ndarray, *, stats_videos: np.ndarray | None
   """PSNR of encode -> decode (posterior mean) on u8[N, T, H, W, 3] clips, speed, latent stats.
 
   Returns psnr_db (mean over clips of per-clip PSNR, [0, 255] peak), psnr_db_min,
+  psnr_db_per_frame (mean over clips; later chunks run on the steady-state causal cache),
   encode_fps / decode_fps (frames per second, batch 1, after compile), and, when
   `stats_videos` is given, latents_mean / latents_std (per channel of the raw mean).
   """
   graphdef, state = nnx.split(vae)
   enc = jax.jit(lambda s, x: nnx.merge(graphdef, s).encode_moments(x)[0])
   dec = jax.jit(lambda s, z: nnx.merge(graphdef, s).decode_raw(z))
-  psnrs, t_enc, t_dec = [], [], []
+  psnrs, per_frame, t_enc, t_dec = [], [], [], []
   for i, v in enumerate(videos):
     x = jnp.asarray(v[None], jnp.float32) / 127.5 - 1.0
     if i == 0:
@@ -225,10 +232,13 @@ def evaluate(vae: WanVAE, videos: np.ndarray, *, stats_videos: np.ndarray | None
       mu = enc(state, x)
       y = dec(state, mu)
     y8 = np.round((np.clip(np.asarray(y[0]), -1, 1) + 1) * 127.5)
-    mse = np.mean((y8 - np.asarray(v, np.float64)) ** 2)
-    psnrs.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+    err = (y8 - np.asarray(v, np.float64)) ** 2
+    psnrs.append(10 * np.log10(255.0 ** 2 / max(err.mean(), 1e-10)))
+    per_frame.append(10 * np.log10(255.0 ** 2 / np.maximum(err.reshape(len(v), -1).mean(1),
+                                                             1e-10)))
   frames = videos.shape[1]
   out = dict(psnr_db=float(np.mean(psnrs)), psnr_db_min=float(np.min(psnrs)),
+             psnr_db_per_frame=[round(float(x), 2) for x in np.mean(per_frame, 0)],
              num_clips=len(videos), encode_fps=frames / t_enc[0], decode_fps=frames / t_dec[0])
   if stats_videos is not None:
     mus = [np.asarray(enc(state, jnp.asarray(v[None], jnp.float32) / 127.5 - 1.0))

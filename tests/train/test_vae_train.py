@@ -34,7 +34,7 @@ def test_examples_are_deterministic_and_in_range():
   pool = fake_pool(cfg.data, "train")
   a, b = vae_train.make_example(pool, 7, cfg.data), vae_train.make_example(pool, 7, cfg.data)
   np.testing.assert_array_equal(a["video"], b["video"])
-  assert a["video"].shape == (5, 16, 16, 3) and a["video"].dtype == np.float32
+  assert a["video"].shape == (9, 16, 16, 3) and a["video"].dtype == np.float32
   assert -1.0 <= a["video"].min() and a["video"].max() <= 1.0
 
 
@@ -59,6 +59,21 @@ def test_train_resume_export(tmp_path, monkeypatch):
   assert all(np.isfinite(r["loss"]) and "psnr" in r for r in rows)
   report = vae_train.export(cfg, work, str(tmp_path / "export"))
   assert report["step"] == 3 and np.isfinite(report["psnr_db"]) and report["decode_fps"] > 0
+  assert len(report["psnr_db_per_frame"]) == cfg.data.clip_frames
+  assert np.all(np.isfinite(report["psnr_db_per_frame"]))
   vae = vae_weights.load_vae(str(tmp_path / "export"))
   assert vae.latents_mean == tuple(report["latents_mean"])
   assert vae.latents_std == tuple(report["latents_std"])
+
+
+def test_default_training_window_covers_a_steady_state_chunk(caplog):
+  """Frames 1 + 2r at least: a chunk whose causal cache comes from a full previous chunk."""
+  for size in ("tiny", "demo"):
+    cfg = get_config(f"vae:{size}")
+    assert cfg.data.train_frames >= 9
+    with caplog.at_level("WARNING"):
+      vae_train.check_data_config(cfg)
+    assert "train_frames" not in caplog.text
+  with caplog.at_level("WARNING"):
+    vae_train.check_data_config(get_config("vae:demo", ["--config.data.train_frames=5"]))
+  assert "data.train_frames=5 trains no chunk" in caplog.text
