@@ -18,6 +18,14 @@ latent covers one pixel frame, the others four); the camera path is exact.
 `launch/train.py --config configs/student.py:tiny --workdir W` runs the stages in
 `config.stages` in order, each in W/<stage>; DMD starts from W/ode_init when that stage
 ran (or `student.init_from`).
+
+ODE pairs (`student.ode_pairs`, stage ode_pairs in W/ode_pairs, resumable by shard): the
+teacher's trajectories (48 Euler steps x CFG) are computed once instead of inside every
+ode_init step. Demo cost on the 2-core CPU: ~9 s per example (measured with random
+teacher weights while another training job shared the CPU; 13.5 s with compile for the
+first batch), so the demo's 384 pairs take ~1 h; the ODE-init steps then run the
+student alone (~3 s per step of batch 8 instead of ~1 min, so 1000 steps ~1 h). tiny and wan2_1_1_3b keep the online teacher (ode_pairs=0; at full size
+one example's stored trajectory is ~50 MB).
 """
 
 import ml_collections
@@ -52,7 +60,8 @@ def get_config(arg=None):
     raise ValueError(f"unknown student size {size!r}; expected one of {sorted(common.MODEL_SIZES)}")
   c = ml_collections.ConfigDict()
   c.stage = "ode_init"                 # the stage `run.run` runs when `stages` is empty
-  c.stages = ("ode_init", "dmd")
+  # ode_pairs does nothing when student.ode_pairs is 0 (ode_init then runs the teacher).
+  c.stages = ("ode_pairs", "ode_init", "dmd")
   c.seed = 0
   c.teacher = teacher_config.get_config(size)
   c.model = c.teacher.model            # the same section object: one architecture
@@ -78,6 +87,12 @@ def get_config(arg=None):
       ode_steps=_pick(size, 8, 48, 48),
       ode_shift=5.0,
       ode_cfg=c.teacher.sampler.cfg_scale,
+      # Stored ODE pairs (stage ode_pairs, see the module docstring): N > 0 = the teacher
+      # trajectories of the first N training examples, computed once into WORKDIR/ode_pairs
+      # and read by ode_init; 0 = the teacher runs inside every ode_init step.
+      ode_pairs=_pick(size, 0, 384, 0),
+      ode_pairs_shard=_pick(size, 8, 32, 64),   # examples per shard (a multiple of batch)
+      ode_pairs_dir="",                     # "" = WORKDIR/ode_pairs (ode_init's sibling)
       # DMD.
       gen_every=_pick(size, 2, 5, 5),       # generator updated once per gen_every iterations
       real_cfg=3.0,                         # CFG of the real score (teacher)

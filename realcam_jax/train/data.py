@@ -9,6 +9,8 @@ Every source yields process-local numpy batches with the keys documented in
 `realcam_jax.train.teacher`. Sharding by process: each process reads
 `batch_size // process_count` examples: its contiguous block of each global batch
 (the rows its devices hold, see `realcam_jax.scale.multihost.check_batch_layout`).
+`sharded_batches` is that pipeline over any indexable examples (the random source,
+the stored ODE pairs of `train.ode_pairs`).
 """
 
 from __future__ import annotations
@@ -44,20 +46,36 @@ def _global_row(j: int, local_batch: int, proc: int, n_proc: int) -> int:
   return (j // local_batch) * local_batch * n_proc + proc * local_batch + j % local_batch
 
 
-def make_iterator(config, *, split: str = "train"):
-  """A checkpointable grain iterator of process-local batches for `config.data`."""
-  import grain
-  d = config.data
-  n_proc, proc = jax.process_count(), jax.process_index()
+def local_batch_size(config) -> int:
+  """This process' share of `train.batch_size` (which the process count must divide)."""
+  n_proc = jax.process_count()
   if config.train.batch_size % n_proc:
     raise ValueError(f"train.batch_size={config.train.batch_size} must be divisible by the "
                      f"number of processes ({n_proc})")
-  local_batch = config.train.batch_size // n_proc
+  return config.train.batch_size // n_proc
+
+
+def sharded_batches(config, num_examples: int, example_fn, *, seed: int):
+  """A checkpointable grain iterator over `example_fn(i)`, i < num_examples: shuffled with
+  `seed` (one fixed order, repeated forever), this process' rows of each global batch
+  of `train.batch_size` (see `_global_row`), stacked into process-local batches."""
+  import grain
+  n_proc, proc = jax.process_count(), jax.process_index()
+  local_batch = local_batch_size(config)
+  order = grain.MapDataset.range(num_examples).shuffle(seed=seed).repeat()
+  ds = grain.MapDataset.range(len(order) // n_proc).map(
+      lambda j: example_fn(int(order[_global_row(j, local_batch, proc, n_proc)])))
+  return iter(ds.batch(local_batch).to_iter_dataset())
+
+
+def make_iterator(config, *, split: str = "train"):
+  """A checkpointable grain iterator of process-local batches for `config.data`."""
+  d = config.data
+  n_proc, proc = jax.process_count(), jax.process_index()
+  local_batch = local_batch_size(config)
   if d.source == "random":
-    order = grain.MapDataset.range(d.num_examples).shuffle(seed=config.seed + 1).repeat()
-    ds = grain.MapDataset.range(len(order) // n_proc).map(
-        lambda j: _random_example(int(order[_global_row(j, local_batch, proc, n_proc)]), d))
-    return iter(ds.batch(local_batch).to_iter_dataset())
+    return sharded_batches(config, d.num_examples, lambda i: _random_example(i, d),
+                           seed=config.seed + 1)
   if d.source == "latents":
     from realcam_jax.data import latents
     return latents.make_iterator(config, split=split, shard_index=proc, shard_count=n_proc,

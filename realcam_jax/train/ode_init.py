@@ -11,8 +11,14 @@ Per batch, inside the jitted step:
      frames only.
 The model is fed the trajectory's own level (the nearest Euler level) for each latent.
 
-The teacher's params are a constant input of the step (never in an optimizer); the
-student starts as a copy of them. Teacher params come from `student.teacher_ckpt`:
+With `student.ode_pairs > 0` step 1 was done once beforehand by the stage 'ode_pairs'
+(`train.ode_pairs`): the batches are stored pairs (conditioning + trajectory) read from
+`ode_pairs.pairs_dir` (the sibling `WORKDIR/ode_pairs` in a multi-stage run), the loss
+is `pairs_loss_fn`, and the step never sees the teacher. Both losses share
+`regression_loss` (steps 2-3).
+
+The teacher's params are a constant input of the online step (never in an optimizer);
+the student starts as a copy of them. Teacher params come from `student.teacher_ckpt`:
 a teacher training workdir (latest step), a converted/exported `orbax_io` directory,
 or "" = initialised from `config.teacher.seed` (tests).
 """
@@ -183,14 +189,16 @@ def mix_levels(latents, level_sigmas, key, chunk_pairs: int):
   return x_t, level_sigmas[level], level
 
 
-def loss_fn(params, graphdef, teacher_params, config, batch: dict, key: jax.Array):
-  """ODE-regression loss of the student. Returns (loss, metrics)."""
-  source, camera, text = rollout.conditions(config, batch)
-  k_traj, k_level = jax.random.split(key)
-  teacher = nnx.merge(graphdef, teacher_params)
-  latents, level_sigmas, x0_target = ode_targets(teacher, config, source, camera, text, k_traj)
+def regression_loss(params, graphdef, config, conditions, latents, level_sigmas, x0_target,
+                    key: jax.Array):
+  """Level mixing + block-causal student forward + MSE to the trajectory's x0.
+
+  conditions: (source, camera, text) of `rollout.conditions`; latents f32[n, B, F, h, w, C]
+  at level_sigmas f32[n]; x0_target f32[B, F, h, w, C]. Returns (loss, metrics).
+  """
+  source, camera, text = conditions
   s = config.student
-  x_t, sigma, _ = mix_levels(latents, level_sigmas, k_level, int(s.chunk_pairs))
+  x_t, sigma, _ = mix_levels(latents, level_sigmas, key, int(s.chunk_pairs))
   model = nnx.merge(graphdef, params)
   v = causal.full_block_causal(model, source, x_t.astype(source.dtype), sigma, camera, text,
                                chunk_pairs=int(s.chunk_pairs), sink_chunks=int(s.sink_chunks),
@@ -200,33 +208,88 @@ def loss_fn(params, graphdef, teacher_params, config, batch: dict, key: jax.Arra
   return loss, {"loss": loss, "teacher_x0_std": jnp.std(x0_target)}
 
 
+def loss_fn(params, graphdef, teacher_params, config, batch: dict, key: jax.Array):
+  """ODE-regression loss with the teacher's trajectory computed here. Returns (loss, metrics)."""
+  conditions = rollout.conditions(config, batch)
+  k_traj, k_level = jax.random.split(key)
+  teacher = nnx.merge(graphdef, teacher_params)
+  latents, level_sigmas, x0_target = ode_targets(teacher, config, *conditions, k_traj)
+  return regression_loss(params, graphdef, config, conditions, latents, level_sigmas,
+                         x0_target, k_level)
+
+
+def pairs_loss_fn(params, graphdef, config, batch: dict, key: jax.Array):
+  """ODE-regression loss on a batch of stored pairs (`train.ode_pairs`: the batch carries
+  ode_latents f32[B, n, F, h, w, C] and ode_x0 f32[B, F, h, w, C]). With the same key,
+  equal to `loss_fn` for the same trajectory. Returns (loss, metrics)."""
+  _, k_level = jax.random.split(key)          # the level key `loss_fn` uses
+  latents = jnp.moveaxis(batch["ode_latents"], 1, 0).astype(jnp.float32)
+  level_sigmas = jnp.asarray(trajectory_levels(config)[1])
+  return regression_loss(params, graphdef, config, rollout.conditions(config, batch), latents,
+                         level_sigmas, batch["ode_x0"].astype(jnp.float32), k_level)
+
+
+def uses_pairs(config) -> bool:
+  """True when ode_init trains on stored pairs (`student.ode_pairs > 0`)."""
+  return int(config.student.get("ode_pairs", 0)) > 0
+
+
 # ----------------------------------------------------------------------------- trainer
 
+def _apply_grads(optimizer, state: st.TrainState, loss):
+  (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+  return st.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
 def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):
-  """step(state, teacher_params, batch) -> (state, metrics); pure."""
+  """step(state, teacher_params, batch) -> (state, metrics); pure (teacher runs inside)."""
   root = jax.random.key(config.seed)
 
   def step(state: st.TrainState, teacher_params, batch: dict):
     key = jax.random.fold_in(root, state.step)
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, graphdef, teacher_params, config, batch, key)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    return st.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return _apply_grads(optimizer, state, lambda p: loss_fn(p, graphdef, teacher_params,
+                                                            config, batch, key))
+
+  return step
+
+
+def make_pairs_train_step(graphdef, config, optimizer: optax.GradientTransformation):
+  """step(state, batch) -> (state, metrics) on stored pairs; pure, no teacher."""
+  root = jax.random.key(config.seed)
+
+  def step(state: st.TrainState, batch: dict):
+    key = jax.random.fold_in(root, state.step)
+    return _apply_grads(optimizer, state, lambda p: pairs_loss_fn(p, graphdef, config, batch,
+                                                                  key))
 
   return step
 
 
 def compile_step(graphdef, config, aux, state_shardings, mesh, batch_example: dict):
-  """The jitted step with the teacher's params bound (see `train.loop`)."""
+  """The jitted step (see `train.loop`): with the teacher's params bound, or on stored
+  pairs (`uses_pairs`) without them."""
   batch_sh = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), batch_example)
+  out_sh = (state_shardings, sharding.replicated(mesh))
+  if uses_pairs(config):
+    return jax.jit(make_pairs_train_step(graphdef, config, aux["optimizer"]),
+                   in_shardings=(state_shardings, batch_sh), out_shardings=out_sh,
+                   donate_argnums=(0,))
   jitted = jax.jit(make_train_step(graphdef, config, aux["optimizer"]),
                    in_shardings=(state_shardings, aux["param_shardings"], batch_sh),
-                   out_shardings=(state_shardings, sharding.replicated(mesh)),
-                   donate_argnums=(0,))
+                   out_shardings=out_sh, donate_argnums=(0,))
   teacher_params = aux["teacher_params"]
   return lambda state, batch: jitted(state, teacher_params, batch)
+
+
+def make_data_iterator(config, workdir: str):
+  """The stage's batches: stored pairs (`ode_pairs.pairs_dir`) or the training data."""
+  from realcam_jax.train import data, ode_pairs
+  if uses_pairs(config):
+    return ode_pairs.make_iterator(config, ode_pairs.pairs_dir(config, workdir))
+  return data.make_iterator(config)
 
 
 def init(config, mesh):
@@ -244,5 +307,7 @@ def init(config, mesh):
                            opt_state=st.opt_state_shardings(abs_state.opt_state, abs_params,
                                                             param_sh, mesh))
   state = jax.jit(make, out_shardings=state_sh)(teacher_params)
+  if uses_pairs(config):
+    teacher_params = None          # the stored pairs replace the teacher: free its memory
   aux = dict(optimizer=optimizer, teacher_params=teacher_params, param_shardings=param_sh)
   return graphdef, state, state_sh, aux

@@ -1,11 +1,16 @@
 """Entry point for every training stage: `run(config, workdir)` dispatches on `config.stage`.
 
-A config with a non-empty `stages` tuple (the student: `("ode_init", "dmd")`) runs those
-stages in order, stage s in `workdir/s` with `train.num_steps = config.stage_steps[s]`
-(`num_steps`, when given, overrides every stage's count). A stage module may define
-`prepare_config(config, workdir) -> config` to link to earlier stages (DMD starts from
-`workdir/ode_init`). Each stage resumes from its own checkpoints, so re-running the same
-command after a kill continues where it stopped.
+A config with a non-empty `stages` tuple (the student: `("ode_pairs", "ode_init", "dmd")`)
+runs those stages in order, stage s in `workdir/s` with `train.num_steps =
+config.stage_steps[s]` (`num_steps`, when given, overrides every stage's count). A stage
+module may define `prepare_config(config, workdir) -> config` to link to earlier stages
+(DMD starts from `workdir/ode_init`). A training stage provides `init` and `compile_step`
+for `train.loop` (and optionally `make_data_iterator(config, workdir)`; default
+`data.make_iterator`); any other stage provides `run(config, workdir, num_steps) ->
+(graphdef, state, info)` (`ode_pairs`: the teacher's ODE pairs, a no-op when
+`student.ode_pairs` is 0; ode_init reads them from the sibling `workdir/ode_pairs`).
+Each stage resumes from what it wrote, so re-running the same command after a kill
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 
 STAGES = {
     "teacher": "realcam_jax.train.teacher",
+    "ode_pairs": "realcam_jax.train.ode_pairs",
     "ode_init": "realcam_jax.train.ode_init",
     "dmd": "realcam_jax.train.dmd",
 }
@@ -42,8 +48,13 @@ def run_stage(config, workdir: str, num_steps: int | None = None):
   if stage not in STAGES:
     raise ValueError(f"config.stage is {stage!r}; expected one of {sorted(STAGES)}")
   module = _module(stage)
+  if hasattr(module, "run"):
+    return module.run(config, workdir, num_steps)
   from realcam_jax.train import data, loop
-  data_iter = data.make_iterator(config)
+  if hasattr(module, "make_data_iterator"):
+    data_iter = module.make_data_iterator(config, workdir)
+  else:
+    data_iter = data.make_iterator(config)
   return loop.train(config, workdir, init=module.init, compile=module.compile_step,
                     data_iter=data_iter, num_steps=num_steps, desc=stage)
 
