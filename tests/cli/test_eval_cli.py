@@ -42,7 +42,8 @@ def test_eval_all_systems_writes_results_and_plots(tmp_path, capsys):
   md = (out / "results.md").read_text()
   assert "## loop: 45 frames (12 latent)" in md
   for system in res["systems"]:
-    assert md.count(f"| {system} |") == 4  # the systems table + one row per length
+    # the systems table, then per length its row and its camera-change row
+    assert md.count(f"| {system} |") == 1 + 2 * 3
 
 
 @pytest.mark.parametrize("extra,expect", [
