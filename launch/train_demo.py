@@ -58,19 +58,24 @@ def plan(args) -> dict:
       "data": (os.path.join(r, "data"), [
           ("build", _realcam() + ["data", "build", "--config", "configs/data.py:demo",
                                   "--out", os.path.join(r, "data")])]),
-      # As it was run: 5-frame windows at a constant learning rate to step 2650, a cosine
-      # anneal to 3600; the export then showed chunks after the first reconstructing badly
-      # (their steady-state causal cache was never trained), so 600 steps of 9-frame
-      # windows (the config default since) at 2e-4 with a cosine decay followed.
+      # As it was run: 5-frame windows at a constant learning rate to step 2650 and a
+      # cosine anneal to 3600. The export then showed every chunk after the first
+      # reconstructing badly (their causal cache was never trained), so: 9-frame windows
+      # (the config default since) at 2e-4 to 3850, then whole 33-frame clips (24 px
+      # crops) with a cosine decay from 2e-4 to 4250.
       "vae": (ck["vae"], [
           ("train", _py("train_vae.py") + vae + ["--num_steps", "2650",
                                                  "--config.data.train_frames=5"]),
           ("train-anneal", _py("train_vae.py") + vae + [
               "--num_steps", "3600", "--config.data.train_frames=5",
               "--config.optim.schedule=cosine", "--config.optim.total_steps=3600"]),
-          ("train-finetune", _py("train_vae.py") + vae + [
-              "--num_steps", "4200", "--config.optim.schedule=cosine", "--config.optim.lr=2e-4",
+          ("train-9-frames", _py("train_vae.py") + vae + [
+              "--num_steps", "3850", "--config.optim.schedule=cosine", "--config.optim.lr=2e-4",
               "--config.optim.warmup_steps=3650", "--config.optim.total_steps=4200"]),
+          ("train-33-frames", _py("train_vae.py") + vae + [
+              "--num_steps", "4250", "--config.data.train_frames=33", "--config.data.crop=24",
+              "--config.optim.schedule=cosine", "--config.optim.lr=2e-4",
+              "--config.optim.warmup_steps=3900", "--config.optim.total_steps=4250"]),
           ("export", _py("train_vae.py") + vae + ["--num_steps", "0", "--export", ck["vae"]])]),
       "latents": (os.path.join(latents, "meta.json"), [
           ("encode", _realcam() + ["data", "encode", "--config", "configs/data.py:demo",
