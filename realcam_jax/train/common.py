@@ -13,6 +13,19 @@ import numpy as np
 import optax
 
 
+def jit_train_step(step, state_shardings, mesh, batch_example: Mapping[str, Any]):
+  """`jax.jit` of `step(state, batch) -> (state, metrics)` with explicit shardings.
+
+  The batch is split over the data axes, metrics are replicated and the state is
+  donated (updated in place).
+  """
+  from realcam_jax import sharding
+  batch_sh = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), batch_example)
+  return jax.jit(step, in_shardings=(state_shardings, batch_sh),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
+
+
 def make_optimizer(opt_config) -> optax.GradientTransformation:
   """AdamW with linear warm-up (then constant or cosine) and global-norm clipping.
 

@@ -14,22 +14,20 @@ with probability `objective.cond_dropout` a sample drops camera and text (CFG).
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from realcam_jax import sharding
 from realcam_jax.diffusion import flow_matching as fm
 from realcam_jax.diffusion import schedule
 from realcam_jax.models import layout
 from realcam_jax.models.camera_features import camera_features
 from realcam_jax.models.realcam import RealCamDiT
 from realcam_jax.train import state as st
-from realcam_jax.train.common import make_optimizer
+from realcam_jax.train.common import jit_train_step, make_optimizer
 
 
 def build_model(config) -> Callable[[nnx.Rngs], RealCamDiT]:
@@ -81,12 +79,9 @@ def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):
 
 
 def compile_step(graphdef, config, optimizer, state_shardings, mesh, batch_example: dict):
-  """`jax.jit` of the step with explicit shardings; the state is donated."""
-  batch_sh = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), batch_example)
-  return jax.jit(make_train_step(graphdef, config, optimizer),
-                 in_shardings=(state_shardings, batch_sh),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=(0,))
+  """The jitted step (explicit shardings, donated state; see `common.jit_train_step`)."""
+  return jit_train_step(make_train_step(graphdef, config, optimizer), state_shardings, mesh,
+                        batch_example)
 
 
 def init(config, mesh):

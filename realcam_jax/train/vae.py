@@ -35,7 +35,7 @@ from flax import nnx
 from realcam_jax import sharding
 from realcam_jax.models.vae import WanVAE, create_vae, sample_posterior
 from realcam_jax.train import state as st
-from realcam_jax.train.common import make_optimizer
+from realcam_jax.train.common import jit_train_step, make_optimizer
 
 EVAL_SEED_OFFSET = 1_000_000  # held-out scenes: seeds data.seed + EVAL_SEED_OFFSET + i
 
@@ -166,11 +166,9 @@ def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):
 
 
 def compile_step(graphdef, config, optimizer, state_shardings, mesh, batch_example: dict):
-  batch_sh = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), batch_example)
-  return jax.jit(make_train_step(graphdef, config, optimizer),
-                 in_shardings=(state_shardings, batch_sh),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=(0,))
+  """The jitted step (explicit shardings, donated state; see `common.jit_train_step`)."""
+  return jit_train_step(make_train_step(graphdef, config, optimizer), state_shardings, mesh,
+                        batch_example)
 
 
 def init(config, mesh):

@@ -7,6 +7,7 @@ import pytest
 
 from realcam_jax import sharding
 from realcam_jax.config import get_config
+from realcam_jax.testing import perturb
 from realcam_jax.inference import student as student_inf
 from realcam_jax.train import data, ode_init
 from realcam_jax.train import state as st
@@ -50,12 +51,8 @@ def perturbed_teacher_dir(config, path, scale=0.1):
   from realcam_jax.ckpt import orbax_io
   mesh = sharding.make_mesh(config.mesh)
   _, abs_params, param_sh = ode_init.abstract_params(config, mesh)
-  params = jax.device_get(ode_init.load_teacher_params(config, abs_params, param_sh))
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  params = jax.tree.unflatten(treedef, [l + scale * np.asarray(jax.random.normal(k, l.shape))
-                                        for l, k in zip(leaves, keys)])
-  return orbax_io.save_state(str(path), params, config)
+  params = ode_init.load_teacher_params(config, abs_params, param_sh)
+  return orbax_io.save_state(str(path), jax.device_get(perturb(params, scale)), config)
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,11 @@ import pytest
 from flax import nnx
 
 from realcam_jax.config import get_config
+from realcam_jax.testing import perturb
 from realcam_jax.inference import student
 from realcam_jax.models.realcam import RealCamDiT
 from realcam_jax.train import rollout
 from realcam_jax.train import state as st
-
-
-def perturb(params, scale=0.1, seed=1):
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(treedef, [l + scale * jax.random.normal(k, l.shape, l.dtype)
-                                      for l, k in zip(leaves, keys)])
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,16 @@ import pytest
 from flax import nnx
 
 from realcam_jax.config import get_config
+from realcam_jax.testing import perturb
 from realcam_jax.models import layout
 from realcam_jax.models.realcam import RealCamDiT
-from realcam_jax.train import common, data, loop, run, teacher
+from realcam_jax.train import common, data, run, teacher
 from realcam_jax.train import state as st
 
 
 def _batch(config, seed=0):
   it = data.make_iterator(config)
   return jax.tree.map(jnp.asarray, next(it))
-
-
-def _perturb(params, scale=0.05, seed=1):
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(treedef, [l + scale * jax.random.normal(k, l.shape, l.dtype)
-                                      for l, k in zip(leaves, keys)])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def test_camera_encoder_starts_as_noop(encoding):
   model = RealCamDiT(config.model, rngs=nnx.Rngs(0))
   graphdef, params = st.split_model(model)
   # Perturb everything except the camera projections, so the output is non-trivial.
-  params = _perturb(params)
+  params = perturb(params, 0.05)
   cond_proj = params["backbone"]["blocks"]["cond_proj"]
   cond_proj["kernel"].set_value(jnp.zeros_like(cond_proj["kernel"][...]))
   cond_proj["bias"].set_value(jnp.zeros_like(cond_proj["bias"][...]))
