@@ -24,6 +24,7 @@ import platform
 import shlex
 import sys
 
+from realcam_jax.atomic import atomic_file
 from realcam_jax.bench import report
 
 RECORD_KEYS = ("name", "title", "command", "machine", "date", "numbers", "table", "notes")
@@ -115,7 +116,7 @@ def write_record(path: str, record: dict) -> str:
   os.makedirs(folder, exist_ok=True)
   text = json.dumps(report._finite(record), indent=1, sort_keys=True, allow_nan=False,
                     default=report._json_default) + "\n"
-  report.atomic_write(path, lambda f: f.write(text.encode()))
+  atomic_file(path, lambda f: f.write(text.encode()))
   return path
 
 

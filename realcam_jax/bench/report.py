@@ -12,29 +12,15 @@ import json
 import math
 import os
 import platform
-import tempfile
 
 import numpy as np
+
+from realcam_jax.atomic import atomic_file
 
 FIRST_CHUNK_TARGET_S = 1.0
 FLAT_TOLERANCE = 1.25      # "flat": latency at the longest length <= 1.25 x at 1x
 STUDENT_SYSTEMS = ("student", "student_window")
 OFFLINE_SYSTEMS = ("teacher", "prefix")
-
-
-def atomic_write(path: str, write):
-  """Calls `write(file)` on a temporary file next to `path`, then renames it to `path`."""
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def machine() -> dict:
@@ -247,7 +233,7 @@ def plot(results: dict, path: str):
     if ax.get_legend_handles_labels()[0]:
       ax.legend()
   fig.tight_layout()
-  atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+  atomic_file(path, lambda f: fig.savefig(f, format="png", dpi=100))
   plt.close(fig)
 
 
@@ -263,9 +249,9 @@ def write(results: dict, out_dir: str) -> dict:
   os.makedirs(out_dir, exist_ok=True)
   paths = {name: os.path.join(out_dir, name)
            for name in ("bench.json", "bench.md", "latency_vs_length.png")}
-  atomic_write(paths["bench.json"], lambda f: f.write(
+  atomic_file(paths["bench.json"], lambda f: f.write(
       json.dumps(_finite(results), indent=2, allow_nan=False, default=_json_default).encode()))
-  atomic_write(paths["bench.md"], lambda f: f.write(markdown(results).encode()))
+  atomic_file(paths["bench.md"], lambda f: f.write(markdown(results).encode()))
   plot(results, paths["latency_vs_length.png"])
   return paths
 

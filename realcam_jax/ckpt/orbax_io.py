@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Mapping
 
 import jax
@@ -25,6 +23,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from realcam_jax import config as config_lib
+from realcam_jax.atomic import atomic_dir
 
 STATE_DIR = "state"
 CONFIG_FILE = "config.json"
@@ -56,11 +55,7 @@ def save_state(out_dir: str, state: nnx.State, config: ml_collections.ConfigDict
   """Writes `state` (+ config JSON, meta JSON) to `out_dir` atomically. Returns the path."""
   out_dir = os.path.abspath(out_dir)
   check_out_dir(out_dir, force)
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-  old = None
-  try:
+  with atomic_dir(out_dir) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(os.path.join(tmp, STATE_DIR), _pure(state))
       ckptr.wait_until_finished()
@@ -69,21 +64,6 @@ def save_state(out_dir: str, state: nnx.State, config: ml_collections.ConfigDict
         f.write(config_lib.to_json(config))
     with open(os.path.join(tmp, META_FILE), "w") as f:
       json.dump(dict(meta or {}), f, indent=2, sort_keys=True, default=str)
-    if os.path.exists(out_dir):
-      if os.listdir(out_dir):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-        os.rename(out_dir, os.path.join(old, "x"))
-      else:
-        os.rmdir(out_dir)
-    os.rename(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None and not os.path.exists(out_dir):
-      os.rename(os.path.join(old, "x"), out_dir)  # put the previous checkpoint back
-    raise
-  finally:
-    if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
   return out_dir
 
 

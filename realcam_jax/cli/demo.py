@@ -22,8 +22,8 @@ import os
 import sys
 import types
 
+from realcam_jax.atomic import atomic_file
 from realcam_jax.cli import UserError
-from realcam_jax.bench.report import atomic_write
 from realcam_jax.cli import render as render_cli
 
 HELP = "stream a held-out synthetic scene through the demo student; mp4 + metrics report"
@@ -163,13 +163,13 @@ def write_outputs(out_dir: str, view: dict, generated, report: dict, fps: float)
   source, truth = view["source_rgb"], view["target_rgb"]
   with video_io.VideoWriter(paths["video"], fps) as writer:
     writer.write(video_io.side_by_side([source, generated, truth], separator=0))
-  atomic_write(paths["frames"], lambda f: np.savez_compressed(
+  atomic_file(paths["frames"], lambda f: np.savez_compressed(
       f, source=source, generated=generated, ground_truth=truth,
       target_poses=view["target_poses"]))
   report = {**report, "files": {
       "video": "demo.mp4 (source | generated | ground truth)",
       "frames": "frames.npz (source, generated, ground_truth, target_poses)"}}
-  atomic_write(paths["report"], lambda f: f.write(json.dumps(report, indent=2).encode()))
+  atomic_file(paths["report"], lambda f: f.write(json.dumps(report, indent=2).encode()))
   return paths
 
 

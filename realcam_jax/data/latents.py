@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Iterable, Mapping, Sequence
 
 import jax
@@ -31,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from realcam_jax.atomic import atomic_dir
 from realcam_jax.models.vae import VAEInputError, WanVAE, check_video
 
 META_FILE = "meta.json"
@@ -121,10 +120,7 @@ def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae: WanVAE, out_di
   out_dir = os.path.abspath(out_dir)
   if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
     raise LatentDatasetError(f"{out_dir} exists and is not empty; pass --overwrite to replace it")
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-  try:
+  with atomic_dir(out_dir) as tmp:
     sizes = {}
     for split, records in sources.items():
       cb = (lambda s=split: progress(s)) if progress is not None else None
@@ -139,12 +135,6 @@ def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae: WanVAE, out_di
                          latents_std=list(vae.latents_std), normalised=True))
     with open(os.path.join(tmp, META_FILE), "w") as f:
       json.dump(info, f, indent=2, sort_keys=True, default=str)
-    if os.path.exists(out_dir):
-      shutil.rmtree(out_dir)
-    os.rename(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return out_dir
 
 

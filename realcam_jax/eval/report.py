@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 
 import numpy as np
+
+from realcam_jax.atomic import atomic_dir
 
 # (key, column title, format) of the markdown table, in order.
 COLUMNS = (
@@ -197,11 +197,7 @@ def write_report(results: dict, out_dir: str, *, overwrite: bool = False) -> lis
   """
   out_dir = os.path.abspath(out_dir)
   check_out_dir(out_dir, overwrite)
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-  old = None
-  try:
+  with atomic_dir(out_dir) as tmp:
     with open(os.path.join(tmp, "results.json"), "w") as f:
       json.dump(to_jsonable(results), f, indent=2)
     with open(os.path.join(tmp, "results.md"), "w") as f:
@@ -210,17 +206,4 @@ def write_report(results: dict, out_dir: str, *, overwrite: bool = False) -> lis
       plot_per_frame_psnr(results, length, os.path.join(tmp, f"psnr_per_frame_{length}.png"))
     if has_loop_numbers(results):
       plot_loop_closure(results, os.path.join(tmp, "loop_closure.png"))
-    os.chmod(tmp, 0o755)
-    if os.path.exists(out_dir):
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-      os.rename(out_dir, os.path.join(old, "dir"))
-    os.rename(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None and not os.path.exists(out_dir):
-      os.rename(os.path.join(old, "dir"), out_dir)
-    raise
-  finally:
-    if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
   return sorted(os.listdir(out_dir))

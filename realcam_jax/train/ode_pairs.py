@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 
 import jax
@@ -45,6 +44,7 @@ import numpy as np
 from flax import nnx
 
 from realcam_jax import sharding
+from realcam_jax.atomic import atomic_dir, atomic_file, remove_partial
 from realcam_jax.config import to_json
 from realcam_jax.scale import multihost
 from realcam_jax.train import common, data, loop, ode_init, rollout
@@ -141,22 +141,15 @@ def check_meta(root: str, settings: dict):
 
 
 def _write_meta(root: str, settings: dict):
-  os.makedirs(root, exist_ok=True)
-  tmp = os.path.join(root, META_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(settings, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(root, META_FILE))
+  text = json.dumps(settings, indent=2, sort_keys=True)
+  atomic_file(os.path.join(root, META_FILE), lambda f: f.write(text.encode()))
 
 
 def write_shard(root: str, index: int, arrays: dict):
   """Writes one shard's arrays (numpy, examples on axis 0) atomically (temp dir + rename)."""
-  final = shard_path(root, index)
-  tmp = final + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  for name, value in arrays.items():
-    np.save(os.path.join(tmp, name + ".npy"), np.asarray(value))
-  os.rename(tmp, final)
+  with atomic_dir(shard_path(root, index)) as tmp:
+    for name, value in arrays.items():
+      np.save(os.path.join(tmp, name + ".npy"), np.asarray(value))
 
 
 # ----------------------------------------------------------------------------- generation
@@ -202,6 +195,7 @@ def generate(config, root: str) -> dict:
   check_meta(root, settings)
   if multihost.is_main_process():
     _write_meta(root, settings)
+    remove_partial(root)              # a shard being written when the last run was killed
   count, size, batch = settings["count"], settings["shard_size"], settings["batch_size"]
   shards = num_shards(settings)
   done = [os.path.isdir(shard_path(root, i)) for i in range(shards)]

@@ -33,6 +33,7 @@ import optax
 from flax import nnx
 
 from realcam_jax import sharding
+from realcam_jax.atomic import atomic_file
 from realcam_jax.models.vae import WanVAE, create_vae, sample_posterior
 from realcam_jax.train import state as st
 from realcam_jax.train.common import jit_train_step, make_optimizer
@@ -70,10 +71,7 @@ def load_pool(data_cfg, split: str, cache_dir: str | None) -> np.ndarray:
     if pool.shape == want:
       return pool
   pool = render_pool(data_cfg, split)
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = path + ".tmp.npy"
-  np.save(tmp, pool)
-  os.replace(tmp, path)
+  atomic_file(path, lambda f: np.save(f, pool))
   return pool
 
 

@@ -105,15 +105,15 @@ def test_killed_then_resumed_generation_gives_the_same_files(config, pairs, tmp_
 
   def killed_while_writing_shard_1(r, index, arrays):
     if index == 1:                     # a partial temp directory, then the process dies
-      os.makedirs(ode_pairs.shard_path(r, 1) + ".tmp")
-      open(os.path.join(ode_pairs.shard_path(r, 1) + ".tmp", "ode_x0.npy"), "wb").close()
+      os.makedirs(os.path.join(r, ".shard_00001.tmp-dead"))
+      open(os.path.join(r, ".shard_00001.tmp-dead", "ode_x0.npy"), "wb").close()
       raise _Killed
     write(r, index, arrays)
 
   monkeypatch.setattr(ode_pairs, "write_shard", killed_while_writing_shard_1)
   with pytest.raises(_Killed):
     ode_pairs.generate(config, root)
-  assert sorted(os.listdir(root)) == ["meta.json", "shard_00000", "shard_00001.tmp"]
+  assert sorted(os.listdir(root)) == [".shard_00001.tmp-dead", "meta.json", "shard_00000"]
   first = os.stat(os.path.join(ode_pairs.shard_path(root, 0), "ode_x0.npy")).st_mtime_ns
   monkeypatch.setattr(ode_pairs, "write_shard", write)
   with pytest.raises(ode_pairs.OdePairsError, match="1 of 2 ODE-pair shards"):
