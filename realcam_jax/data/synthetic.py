@@ -86,17 +86,22 @@ def sample_clip(seed: int, num_frames: int, height: int, width: int,
 def render_true_loop(seed: int, num_frames: int, height: int, width: int, *,
                      trajectory: str = "out_and_back", fps: float = 15.0,
                      scene: dict | None = None, rig: dict | None = None,
-                     frames_per_chunk: int = 8, **trajectory_params) -> dict:
+                     frames_per_chunk: int = 8, start: str = "source",
+                     num_target_cameras: int = 1, **trajectory_params) -> dict:
   """Renders a *true* loop: the camera returns exactly to its start while scene time runs on.
 
-  The camera is the clip's source camera base pose (same scene and placement
-  as `sample_clip(seed, ...)`) following a closed trajectory; frame k has
-  scene time k / fps, so moving objects keep moving while static regions at
-  the same pose must look the same (loop-closure ground truth).
+  The camera starts at the clip's source camera base pose (`start="source"`) or at
+  target camera 0's first pose of `sample_clip(seed, num_frames, height, width,
+  num_target_cameras, ...)` (`start="target"`, so the loop's first frame is a novel
+  view of the source clip), same scene and placement, and follows a closed
+  trajectory; frame k has scene time k / fps, so moving objects keep moving while
+  static regions at the same pose must look the same (loop-closure ground truth).
 
   Args:
-    seed, num_frames, height, width, fps, scene, rig, frames_per_chunk: as in
-      `sample_clip` (num_frames >= 2).
+    seed, num_frames, height, width, fps, scene, rig, frames_per_chunk,
+      num_target_cameras: as in `sample_clip` (num_frames >= 2; num_target_cameras
+      only matters with start="target").
+    start: "source" or "target" (see above).
     trajectory: a closed preset, e.g. "out_and_back" (default params: a
       random open path out and back) or "circle".
     **trajectory_params: preset parameters (see
@@ -114,8 +119,18 @@ def render_true_loop(seed: int, num_frames: int, height: int, width: int, *,
   if num_frames < 2:
     raise ValueError(f"render_true_loop: num_frames={num_frames}; a loop needs >= 2 frames")
   world = make_scene(seed, **(scene or {}))
-  cams = sample_rig(world, seed, 1, width, height, 0, **(rig or {}))
-  base = cams["source_c2w"][0]
+  if start == "source":
+    cams = sample_rig(world, seed, 1, width, height, 0, **(rig or {}))
+    base = cams["source_c2w"][0]
+  elif start == "target":
+    _check_clip_args(num_frames, height, width, num_target_cameras, fps)
+    if num_target_cameras < 1:
+      raise ValueError(f"render_true_loop: start='target' needs num_target_cameras >= 1, "
+                       f"got {num_target_cameras}")
+    cams = sample_rig(world, seed, num_frames, width, height, num_target_cameras, **(rig or {}))
+    base = cams["target_c2w"][0, 0]
+  else:
+    raise ValueError(f"render_true_loop: start={start!r}; expected 'source' or 'target'")
   if not trajectory_params:
     rng = np.random.default_rng([int(seed), 0x100B])
     trajectory_params = rig_lib.trajectory_params(trajectory, rng, cams["source_distance"], 1.5)

@@ -14,10 +14,9 @@ length every system sees the same source video, target trajectory and intrinsics
          test), a whole number of student chunks;
   loop   a true loop of twice the training length: the source is the scene's source
          camera; the target camera starts at the clip's target camera 0, follows a
-         closed preset ("out_and_back", parameters drawn per seed as in
-         `synthetic.render_true_loop`) and returns to its start exactly, while scene
-         time runs on. (`render_true_loop` itself starts at the *source* camera, which
-         would make the first target frame equal the source frame.)
+         closed preset ("out_and_back", parameters drawn per seed) and returns to its
+         start exactly, while scene time runs on (`synthetic.render_true_loop` with
+         start="target").
 
 Lengths are latent frame counts F (a multiple of the student's chunk size K), pixel
 frames T = 1 + 4 (F - 1). The target is target camera 0 of each clip. Metrics
@@ -36,9 +35,7 @@ import time
 
 import numpy as np
 
-from realcam_jax.camera import presets
 from realcam_jax.camera.pose import relative_to
-from realcam_jax.data import rig as rig_lib
 from realcam_jax.data import heldout, synthetic, tfds_builder
 from realcam_jax.eval import geometry, metrics
 
@@ -171,33 +168,6 @@ def scene_seeds(split: str, num_scenes: int, seed_offset: int = 0) -> list[int]:
   return [seed_offset + heldout.split_seed(i, split) for i in range(num_scenes)]
 
 
-def render_target_loop(seed: int, num_frames: int, settings: SceneSettings,
-                       trajectory: str = LOOP_TRAJECTORY) -> dict:
-  """A true loop seen from the clip's target camera 0 (same scene, rig and times as
-  `sample_clip(seed, num_frames, ...)`).
-
-  Returns:
-    dict(rgb u8[T,H,W,3], static_mask bool[T,H,W], c2w f32[T,4,4] world, with
-    c2w[-1] == c2w[0] exactly).
-  """
-  st = settings
-  world = synthetic.make_scene(seed, **st.scene)
-  cams = synthetic.sample_rig(world, seed, num_frames, st.width, st.height,
-                              st.num_target_cameras, **st.rig)
-  rng = np.random.default_rng([int(seed), 0x100B])
-  params = rig_lib.trajectory_params(trajectory, rng, cams["source_distance"], 1.5)
-  rel = presets.get_trajectory(trajectory, num_frames, **params)
-  gap = float(np.abs(rel[-1] - rel[0]).max())
-  if gap > 1e-5:
-    raise ValueError(f"loop trajectory {trajectory!r} with {params} does not return to its "
-                     f"start (last pose differs by {gap:.3g})")
-  c2w = (cams["target_c2w"][0, 0] @ rel).astype(np.float32)
-  c2w[-1] = c2w[0]
-  times = (np.arange(num_frames) / st.fps).astype(np.float32)
-  out = synthetic.render(world, c2w, cams["intrinsics"], times, st.height, st.width)
-  return dict(rgb=out["rgb"], static_mask=out["static_mask"], c2w=c2w)
-
-
 def make_case(seed: int, length: str, latent_frames: int, settings: SceneSettings) -> Case:
   """Renders one scene at one length (see the module docstring)."""
   st = settings
@@ -205,7 +175,9 @@ def make_case(seed: int, length: str, latent_frames: int, settings: SceneSetting
   kw = dict(fps=st.fps, scene=st.scene, rig=st.rig)
   clip = synthetic.sample_clip(seed, t, st.height, st.width, st.num_target_cameras, **kw)
   if length == "loop":
-    loop = render_target_loop(seed, t, st)
+    loop = synthetic.render_true_loop(seed, t, st.height, st.width, trajectory=LOOP_TRAJECTORY,
+                                      start="target", num_target_cameras=st.num_target_cameras,
+                                      **kw)
     target, mask, c2w = loop["rgb"], loop["static_mask"], loop["c2w"]
   else:
     target, mask, c2w = clip["target_rgb"][0], clip["target_static_mask"][0], clip["target_c2w"][0]

@@ -157,6 +157,16 @@ def test_true_loop_returns_to_its_start(trajectory):
   assert np.any(loop["rgb"][0] != loop["rgb"][-1])   # moving objects went on moving
 
 
+def test_true_loop_from_the_target_camera_starts_at_the_clips_target_view():
+  clip = synthetic.sample_clip(5, 9, H, W, 2)
+  loop = synthetic.render_true_loop(5, 9, H, W, start="target", num_target_cameras=2)
+  np.testing.assert_allclose(loop["c2w"][0], clip["target_c2w"][0, 0], atol=1e-6)
+  np.testing.assert_array_equal(loop["rgb"][0], clip["target_rgb"][0, 0])
+  np.testing.assert_array_equal(loop["c2w"][0], loop["c2w"][-1])
+  with pytest.raises(ValueError, match="start='sideways'"):
+    synthetic.render_true_loop(5, 9, H, W, start="sideways")
+
+
 def test_true_loop_rejects_open_paths():
   with pytest.raises(ValueError, match="does not return to its start"):
     synthetic.render_true_loop(1, 5, H, W, trajectory="pan_left", degrees=20.0)

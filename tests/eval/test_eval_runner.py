@@ -113,7 +113,7 @@ def test_copy_source_numbers_equal_an_independent_computation():
   # Loop closure of the copied source, recomputed from the true loop render.
   seed = res["seeds"][0]
   src = synthetic.sample_clip(seed, 21, 24, 24, 1)["source_rgb"]
-  loop = runner.render_target_loop(seed, 21, st)
+  loop = synthetic.render_true_loop(seed, 21, 24, 24, start="target")
   pairs = geometry.find_loop_pairs(loop["c2w"])
   lc = metrics.loop_closure_error(src, pairs, loop["static_mask"])
   got = res["results"]["copy_source"]["loop"]["scenes"][0]["loop_mae"]
