@@ -1,18 +1,14 @@
 """StreamingSession == offline render; camera changes take effect in the next chunk."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from realcam_jax.camera import intrinsics as intr
 from realcam_jax.config import get_config
 from realcam_jax.inference import session as sess
 from realcam_jax.inference.camera_control import CameraCommandError
 from realcam_jax.models import vae as vae_lib
-from realcam_jax.models.realcam import RealCamDiT
-from realcam_jax.train import state as st
+from realcam_jax.testing import random_dit
 
 H = W = 16
 
@@ -20,13 +16,9 @@ H = W = 16
 @pytest.fixture(scope="module")
 def models():
   config = get_config("student:tiny")
-  graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
   # Random (non-zero) weights everywhere, including the zero-initialised camera hooks,
   # so that the camera visibly changes the output.
-  leaves, tdef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  params = jax.tree.unflatten(tdef, [l + 0.2 * jax.random.normal(k, l.shape)
-                                     for l, k in zip(leaves, keys)])
+  graphdef, params = random_dit(config.model, scale=0.2)
   vae = vae_lib.create_vae(get_config("vae:tiny").model, seed=0)
   k = intr.intrinsics_from_fov(60.0, W, H)
   return config, graphdef, params, vae, np.asarray(k, np.float32)

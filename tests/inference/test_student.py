@@ -3,23 +3,17 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from realcam_jax.config import get_config
 from realcam_jax.inference import student
 from realcam_jax.models import causal
-from realcam_jax.models.realcam import RealCamDiT
-from realcam_jax.train import state as st
+from realcam_jax.testing import random_dit
 
 
 def test_streamed_chunks_equal_generate_video_with_rolling_window():
   config = get_config("student:tiny,window")      # 1 sink + a window of 2 chunks
   config.student.chunk_pairs = 1
-  graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  params = jax.tree.unflatten(treedef, [l + 0.1 * jax.random.normal(k, l.shape)
-                                        for l, k in zip(leaves, keys)])
+  graphdef, params = random_dit(config.model)
   r = np.random.default_rng(0)
   pairs = 6                                       # 6 chunks through a 3-block ring
   src = jnp.asarray(r.standard_normal((1, pairs, 4, 4, config.model.in_channels)), jnp.float32)

@@ -4,21 +4,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from realcam_jax.config import get_config
-from realcam_jax.testing import perturb
 from realcam_jax.inference import kv_cache as kvc
 from realcam_jax.models import causal, layout
-from realcam_jax.models.realcam import RealCamDiT
+from realcam_jax.testing import random_dit
 from realcam_jax.train import state as st
 
 
 @pytest.fixture(scope="module")
 def tiny():
   config = get_config("student:tiny")
-  graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
-  return config, graphdef, perturb(params)
+  return (config,) + random_dit(config.model)
 
 
 def _inputs(config, pairs, seed=0):

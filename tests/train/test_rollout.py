@@ -4,21 +4,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from realcam_jax.config import get_config
-from realcam_jax.testing import perturb
 from realcam_jax.inference import student
-from realcam_jax.models.realcam import RealCamDiT
+from realcam_jax.testing import random_dit
 from realcam_jax.train import rollout
-from realcam_jax.train import state as st
 
 
 @pytest.fixture(scope="module")
 def tiny():
   config = get_config("student:tiny")
-  graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
-  return config, graphdef, perturb(params)
+  return (config,) + random_dit(config.model)
 
 
 def _inputs(config, batch=2, pairs=6, seed=0):
