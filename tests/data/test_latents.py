@@ -3,7 +3,6 @@
 import json
 import os
 
-import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -16,12 +15,7 @@ from realcam_jax.data import latents
 from realcam_jax.models.vae import create_vae
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")

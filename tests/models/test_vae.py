@@ -10,13 +10,7 @@ from realcam_jax.config import get_config
 from realcam_jax.models import vae as V
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  """Shorter XLA compiles (the VAE is many small convs); numerics are unaffected."""
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")

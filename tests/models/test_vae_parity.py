@@ -16,12 +16,7 @@ diffusers = pytest.importorskip("diffusers")
 MAX_REL_ERR = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def tiny_reference(cfg, seed=0):

@@ -11,12 +11,7 @@ from realcam_jax.config import get_config
 from realcam_jax.train import vae as vae_train
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def fake_pool(data_cfg, split, cache_dir=None):
