@@ -10,8 +10,13 @@ Stages (each a plain command you can also run by hand; see `--dry-run`):
   vae      launch/train_vae.py         demo VAE, exported to checkpoints/vae_demo
   latents  realcam data encode         latent dataset (runs/latents)
   teacher  launch/train.py + export    interleaved teacher -> checkpoints/teacher_demo
-  prefix   launch/train.py + export    prefix-layout baseline -> checkpoints/prefix_demo
   student  launch/train.py + export    ODE init + DMD from the teacher -> checkpoints/student_demo
+  prefix   launch/train.py + export    prefix-layout baseline -> checkpoints/prefix_demo
+  chunk1   launch/train.py + export    student ablation, chunks of 1 frame pair (runs/chunk1_demo;
+                                       reuses the student's ODE pairs, same schedule)
+  no_loopaug  (the same)               student ablation without LoopAug (runs/no_loopaug_demo;
+                                       its own ODE pairs: LoopAug changes the data)
+  eval     realcam eval                the tables of docs/benchmarks.md (docs/results/eval_demo*.json)
 
 The demo takes hours of CPU time: kill it (or let a session end) at any point and run
 the same command again: training resumes from its last Orbax checkpoint, finished
@@ -30,7 +35,8 @@ import sys
 import time
 
 FINISHED_MARK = "realcam-train: finished at step"   # printed by launch/train.py
-STAGES = ("data", "vae", "latents", "teacher", "prefix", "student")
+STAGES = ("data", "vae", "latents", "teacher", "student", "prefix", "chunk1", "no_loopaug",
+          "eval")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -54,6 +60,19 @@ def plan(args) -> dict:
       ("export", _py("export.py") + ["--config", cfg, "--workdir", os.path.join(r, f"{name}_demo"),
                                      "--out", ck[name], *extra])]
   vae = ["--config", "configs/vae.py:demo", "--workdir", os.path.join(r, "vae_demo")]
+  from_teacher = f"--config.student.teacher_ckpt={ck['teacher']}"
+  abl = {n: os.path.join(r, f"{n}_demo") for n in ("chunk1", "no_loopaug")}
+  ablation = lambda name, extra: [  # noqa: E731  (exported inside its workdir, not bundled)
+      ("train", _py("train.py") + ["--config", f"configs/student.py:demo,{name}", "--workdir",
+                                   abl[name], f"--config.data.dataset_dir={latents}",
+                                   from_teacher, *extra]),
+      ("export", _py("export.py") + ["--config", f"configs/student.py:demo,{name}", "--workdir",
+                                     abl[name], "--out", os.path.join(abl[name], "export"),
+                                     from_teacher, *extra])]
+  evaluate = lambda config, extra, out, record: (  # noqa: E731
+      _realcam() + ["eval", "--config", config, "--vae", ck["vae"], *extra, "--out",
+                    os.path.join(r, out), "--overwrite", "--results", record])
+  results = os.path.join("docs", "results")
   return {
       "data": (os.path.join(r, "data"), [
           ("build", _realcam() + ["data", "build", "--config", "configs/data.py:demo",
@@ -82,9 +101,26 @@ def plan(args) -> dict:
                                    "--data-dir", os.path.join(r, "data"), "--vae", ck["vae"],
                                    "--out", latents])]),
       "teacher": (ck["teacher"], teach("teacher", "configs/teacher.py:demo", [])),
+      "student": (ck["student"], teach("student", "configs/student.py:demo", [from_teacher])),
       "prefix": (ck["prefix"], teach("prefix", "configs/teacher.py:demo,prefix", [])),
-      "student": (ck["student"], teach("student", "configs/student.py:demo",
-                                       [f"--config.student.teacher_ckpt={ck['teacher']}"])),
+      "chunk1": (os.path.join(abl["chunk1"], "export"), ablation("chunk1", [
+          "--config.student.ode_pairs_dir=" + os.path.join(r, "student_demo", "ode_pairs")])),
+      "no_loopaug": (os.path.join(abl["no_loopaug"], "export"), ablation("no_loopaug", [])),
+      # The main table (every system, every length), then chunk size and LoopAug on the
+      # lengths where they differ (the training length and the true loop).
+      "eval": (os.path.join(results, "eval_demo.json"), [
+          ("eval-chunk1", evaluate("student:demo,chunk1", [
+              "--systems", "student", "--student", os.path.join(abl["chunk1"], "export"),
+              "--lengths", "short,loop"], "eval_chunk1", os.path.join(results,
+                                                                       "eval_demo_chunk1.json"))),
+          ("eval-no-loopaug", evaluate("student:demo,no_loopaug", [
+              "--systems", "student", "--student", os.path.join(abl["no_loopaug"], "export"),
+              "--lengths", "short,loop"], "eval_no_loopaug",
+              os.path.join(results, "eval_demo_no_loopaug.json"))),
+          ("eval", evaluate("student:demo", [
+              "--student", ck["student"], "--teacher", ck["teacher"], "--prefix", ck["prefix"]],
+              "eval_demo", os.path.join(results, "eval_demo.json"))),
+          ("doc", _py("make_benchmarks_doc.py"))]),
   }
 
 

@@ -79,7 +79,19 @@ SECTIONS = (
             (Entry("eval_demo", "realcam eval --config student:demo --student "
                    "checkpoints/student_demo --teacher checkpoints/teacher_demo --prefix "
                    "checkpoints/prefix_demo --vae checkpoints/vae_demo --out runs/eval_demo "
-                   "--results docs/results/eval_demo.json"),)),
+                   "--results docs/results/eval_demo.json"),
+             Entry("eval_demo_chunk1", "realcam eval --config student:demo,chunk1 --systems "
+                   "student --student runs/chunk1_demo/export --vae checkpoints/vae_demo "
+                   "--lengths short,loop --out runs/eval_chunk1 "
+                   "--results docs/results/eval_demo_chunk1.json",
+                   "not measured yet (ablation: student with chunks of 1 frame pair; "
+                   "`python launch/train_demo.py` trains it after the bundled models)"),
+             Entry("eval_demo_no_loopaug", "realcam eval --config student:demo,no_loopaug "
+                   "--systems student --student runs/no_loopaug_demo/export --vae "
+                   "checkpoints/vae_demo --lengths short,loop --out runs/eval_no_loopaug "
+                   "--results docs/results/eval_demo_no_loopaug.json",
+                   "not measured yet (ablation: student trained without LoopAug; "
+                   "`python launch/train_demo.py` trains it after the bundled models)"))),
     Section("Full size on a GPU (`wan2_1_1_3b`, 480x832, bf16)",
             f"All three records come from one script, `{GPU_SCRIPT}` (about 8 minutes on one "
             "H100 or H200; it stops at once on a machine without a GPU), with the best "

@@ -20,10 +20,24 @@ def test_dry_run_lists_every_stage_and_skips_finished_ones(tmp_path, capsys):
   assert f"[vae] done ({ck / 'vae_demo'} exists)" in out
   order = [line.split("]")[0][1:] for line in out.splitlines() if "]" in line and ":" in line
            and "done" not in line]
-  assert order == ["data", "latents", "teacher", "teacher", "prefix", "prefix", "student",
-                   "student"]
+  assert order == ["data", "latents", "teacher", "teacher", "student", "student", "prefix",
+                   "prefix", "chunk1", "chunk1", "no_loopaug", "no_loopaug", "eval", "eval",
+                   "eval", "eval"]
   assert "configs/teacher.py:demo,prefix" in out
   assert f"--config.student.teacher_ckpt={ck / 'teacher_demo'}" in out
+  # chunk1 reuses the student's ODE pairs (same settings); no_loopaug cannot (other data).
+  pairs = f"--config.student.ode_pairs_dir={tmp_path / 'runs' / 'student_demo' / 'ode_pairs'}"
+  lines = {line.split("]")[0][1:] + line.split("]")[1].split(":")[0]: line
+           for line in out.splitlines() if line.startswith("[")}
+  assert pairs in lines["chunk1 train"] and pairs not in lines["no_loopaug train"]
+  # Every eval record is one docs/benchmarks.md expects (same command and output names).
+  from realcam_jax.bench import benchdoc
+  entries = {e.name: e.command for sec in benchdoc.SECTIONS for e in sec.entries}
+  for label, name in [("eval-chunk1", "eval_demo_chunk1"), ("eval-no-loopaug",
+                                                           "eval_demo_no_loopaug"),
+                      ("eval", "eval_demo")]:
+    assert f"--results docs/results/{name}.json" in lines[f"eval {label}"]
+    assert name in entries
   assert not (tmp_path / "runs" / "pipeline.jsonl").exists()     # dry run: nothing logged
 
 
