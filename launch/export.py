@@ -21,17 +21,6 @@ import os
 import sys
 
 
-def latest_step(workdir: str) -> int | None:
-  """The newest checkpoint step under `workdir` (or its DMD / ODE-init stage)."""
-  for sub in ("dmd", "ode_init", ""):
-    ckpt = os.path.join(workdir, sub, "ckpt")
-    if os.path.isdir(ckpt):
-      steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()]
-      if steps:
-        return max(steps)
-  return None
-
-
 def export(config, workdir: str, out: str, *, force: bool = False, command: str = "") -> dict:
   """Writes the inference checkpoint; returns its meta dict."""
   from realcam_jax.ckpt import orbax_io
@@ -42,7 +31,7 @@ def export(config, workdir: str, out: str, *, force: bool = False, command: str 
   loader = load.load_student if is_student else load.load_teacher
   config, _, params = loader(workdir, config)
   meta = dict(kind="student" if is_student else "teacher", workdir=os.path.abspath(workdir),
-              step=latest_step(workdir), layout=str(config.model.layout),
+              step=load.checkpoint_step(workdir), layout=str(config.model.layout),
               exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               command=command)
   orbax_io.save_state(out, params, config, force=force, meta=meta)

@@ -63,6 +63,30 @@ def _student_dir(path: str) -> str:
   return path
 
 
+def checkpoint_step(path: str | None) -> int | None:
+  """The training step of the weights a loader takes from `path` (None if unknown).
+
+  An exported / converted directory: the `step` in its meta.json; a training workdir:
+  its newest checkpoint (the DMD stage, then ODE init, then `W/ckpt`, then `path`
+  itself as a `Checkpointer` directory).
+  """
+  import json
+  if not path or not os.path.isdir(path):
+    return None
+  meta = os.path.join(path, "meta.json")
+  if os.path.isfile(meta):
+    with open(meta) as f:
+      step = json.load(f).get("step")
+    return int(step) if isinstance(step, (int, float)) else None
+  for sub in ("dmd/ckpt", "ode_init/ckpt", "ckpt", ""):
+    ckpt = os.path.join(path, sub)
+    if os.path.isdir(ckpt):
+      steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()]
+      if steps:
+        return max(steps)
+  return None
+
+
 def load_student(path: str | None, config, seed: int = 0, out=None):
   """(config, graphdef, params) of the student; `path=None` gives random weights."""
   from realcam_jax.ckpt import orbax_io

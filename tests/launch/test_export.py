@@ -43,6 +43,12 @@ def test_teacher_export_round_trip_and_refusals(tmp_path, capsys):
   assert (meta["kind"], meta["step"], meta["layout"]) == ("teacher", 6, "prefix")
   cfg, _, loaded = load.load_teacher(str(out), get_config("teacher:tiny"))
   assert cfg.model.layout == "prefix"                    # the saved config wins
+  # `realcam eval` reports the step of the weights it evaluates.
+  from realcam_jax.eval import systems
+  from realcam_jax.models.vae import create_vae
+  vae = create_vae(get_config("vae:tiny").model, seed=0)
+  got = systems.load_systems(config, ["prefix", "copy_source"], {"prefix": str(out)}, vae)
+  assert got["prefix"].info["step"] == 6 and "step" not in got["copy_source"].info
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
   # Params only: the export is smaller than the workdir with its optimizer state.
   size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())  # noqa: E731
@@ -72,3 +78,10 @@ def test_student_export_prefers_the_latest_stage(tmp_path):
   _, _, got = load.load_student(str(out), config)
   _, _, want = load.load_student(str(tmp_path / "w"), config)
   jax.tree.map(np.testing.assert_array_equal, got, want)
+  assert load.checkpoint_step(str(out)) == 4                  # from meta.json
+  assert load.checkpoint_step(str(tmp_path / "w")) == 4       # the newest stage checkpoint
+  _workdir(tmp_path / "w" / "dmd", config.teacher, seed=2, step=9)
+  assert load.checkpoint_step(str(tmp_path / "w")) == 9       # DMD before ODE init
+  assert load.checkpoint_step(str(tmp_path / "w" / "dmd" / "ckpt")) == 9
+  assert load.checkpoint_step(str(tmp_path / "missing")) is None
+  assert load.checkpoint_step(None) is None
