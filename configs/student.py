@@ -20,10 +20,11 @@ latent covers one pixel frame, the others four); the camera path is exact.
 ran (or `student.init_from`).
 
 ODE pairs (`student.ode_pairs`, stage ode_pairs in W/ode_pairs, resumable by shard): the
-teacher's trajectories (48 Euler steps x CFG) are computed once instead of inside every
-ode_init step. Demo cost on the 2-core CPU: ~9 s per example (measured with random
-teacher weights while another training job shared the CPU; 13.5 s with compile for the
-first batch), so the demo's 384 pairs take ~1 h; the ODE-init steps then run the
+teacher's trajectories (48 Euler steps, CFG `ode_cfg` = the teacher's sampler setting)
+are computed once instead of inside every ode_init step. Demo cost on the 2-core CPU:
+~9 s per example with CFG 5 (two passes; measured with random teacher weights while
+another training job shared the CPU), so the demo's 384 pairs take ~1 h with guidance
+and about half that at the demo's cfg 1; the ODE-init steps then run the
 student alone (~3 s per step of batch 8 instead of ~1 min, so 1000 steps ~1 h). tiny and wan2_1_1_3b keep the online teacher (ode_pairs=0; at full size
 one example's stored trajectory is ~50 MB).
 """
@@ -95,7 +96,8 @@ def get_config(arg=None):
       ode_pairs_dir="",                     # "" = WORKDIR/ode_pairs (ode_init's sibling)
       # DMD.
       gen_every=_pick(size, 2, 5, 5),       # generator updated once per gen_every iterations
-      real_cfg=3.0,                         # CFG of the real score (teacher)
+      real_cfg=_pick(size, 3.0, 1.0, 3.0),  # CFG of the real score (teacher); demo: the
+                                            # teacher's own sampling setting (configs/teacher.py)
       dmd_sigma_min=0.02,                   # DMD noise level ~ shift(U[min, max])
       dmd_sigma_max=0.98,
       critic_shift=5.0,                     # critic flow-matching sigma shift

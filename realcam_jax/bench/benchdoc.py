@@ -72,7 +72,8 @@ SECTIONS = (
             "prefix baseline (`realcam bench`). The reading against the real-time targets is "
             "in [bench_stream.md](bench_stream.md).",
             (Entry("stream_demo", "realcam bench --config student:demo --out runs/bench_demo "
-                   "--results docs/results/stream_demo.json"),)),
+                   "--results docs/results/stream_demo.json "
+                   "--config.teacher.sampler.cfg_scale=5.0"),)),
     Section("Evaluation tables",
             "Student, teacher, prefix baseline and copy-source on the same held-out synthetic "
             "scenes (`realcam eval`; metric definitions in [metrics.md](metrics.md)).",
