@@ -4,6 +4,7 @@ would run on the nodes works (executed here with `echo` standing in for python).
 import importlib.util
 import os
 import shlex
+import shutil
 import stat
 import subprocess
 
@@ -88,15 +89,26 @@ def test_tpu_train_needs_a_bucket_workdir(capsys):
 
 
 def test_tpu_status_shell_reports_finished_and_running(tmp_path):
-  """Runs the remote status check in a local bash (HOME = tmp)."""
+  """Runs the remote status check in a local bash (HOME = tmp), in a session of its own:
+  a `pgrep` wrapper limits the real pgrep to that session (`-s 0`), so a training that
+  happens to run on this machine does not count."""
   cmd = _argv(L.to_shell(L.tpu_run_status(L.TpuSlice("n", "z", "p", "v5p-8"))))
   remote = next(a for a in cmd if a.startswith("--command="))[len("--command="):]
-  env = dict(os.environ, HOME=str(tmp_path))
-  run = lambda: subprocess.run(["bash", "-c", remote], env=env, capture_output=True,
-                               text=True).stdout.strip()
-  assert run() == "STOPPED"      # (its own command line does not count as a training)
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  wrapper = bin_dir / "pgrep"
+  wrapper.write_text(f'#!/bin/bash\nexec {shutil.which("pgrep")} -s 0 "$@"\n')
+  wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+  env = dict(os.environ, HOME=str(tmp_path), PATH=f"{bin_dir}:{os.environ['PATH']}")
+  run = lambda script: subprocess.run(  # noqa: E731
+      ["bash", "-c", script], env=env, capture_output=True, text=True,
+      start_new_session=True).stdout.strip()
+  assert run(remote) == "STOPPED"      # (its own command line does not count as a training)
+  # A process whose command line names the trainer, in the same session: RUNNING.
+  fake = "(exec -a 'python launch/train.py --config x' sleep 30) & sleep 0.3; "
+  assert run(fake + remote + "; kill %1") == "RUNNING"
   (tmp_path / "realcam_train.log").write_text("...\nrealcam-train: finished at step 20000\n")
-  assert run() == "FINISHED"
+  assert run(remote) == "FINISHED"
 
 
 def test_gpu_ssh_sets_coordinator_and_process_ids(capsys, tmp_path):
