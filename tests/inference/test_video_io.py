@@ -13,10 +13,7 @@ from realcam_jax.inference.video_io import VideoError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 CLIP = os.path.join(DATA, "recammaster_4_160x90_12f.mp4")
-_ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-REFERENCE = next((p for p in (os.path.join(r, "shared", "reference", "recammaster", "4.mp4")
-                              for r in (_ROOT, os.path.join(_ROOT, ".."))) if os.path.exists(p)),
-                 "")  # shared/ in the checkout or next to it; the test is skipped without it
+REFERENCE = os.path.join(DATA, "recammaster_4.mp4")   # the full 1280x720 source video
 
 
 def _psnr(a, b):
@@ -226,7 +223,6 @@ def test_bundled_reference_clip():
   assert 20 < frames.mean() < 235  # real content, not blank
 
 
-@pytest.mark.skipif(not os.path.exists(REFERENCE), reason="shared reference video not present")
 def test_full_reference_video_header_and_first_frames():
   with vio.VideoReader(REFERENCE) as reader:
     assert (reader.width, reader.height, reader.fps) == (1280, 720, 30.0)
