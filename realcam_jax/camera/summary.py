@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from realcam_jax.atomic import atomic_file
 from realcam_jax.camera.pose import relative_to, rotation_angle
 
 
@@ -109,5 +110,7 @@ def plot_paths(paths: dict, out_path: str, num_frusta: int = 8, title: str | Non
   if len(paths) <= 12:
     ax.legend(fontsize=7, loc="upper left")
   fig.tight_layout()
-  fig.savefig(out_path, dpi=110)
+  ext = out_path.rsplit(".", 1)[-1].lower() if "." in out_path else "png"
+  # The folder is created; the file appears complete or not at all.
+  atomic_file(out_path, lambda f: fig.savefig(f, dpi=110, format=ext))
   plt.close(fig)

@@ -14,7 +14,7 @@ def test_list_prints_every_preset_with_a_description(capsys):
 
 
 def test_show_preset_prints_summary_and_plots(tmp_path, capsys):
-  png = tmp_path / "path.png"
+  png = tmp_path / "new_folder" / "p.png"        # the folder does not exist yet (README command)
   assert main(["camera", "show", "pan_right", "--frames", "33", "--plot", str(png)]) == 0
   out = capsys.readouterr().out
   assert "frames                 33" in out
