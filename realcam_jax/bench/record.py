@@ -112,8 +112,6 @@ def write_record(path: str, record: dict) -> str:
   missing = [k for k in RECORD_KEYS if k not in record]
   if missing:
     raise ValueError(f"record {path}: missing {', '.join(missing)}")
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
   text = json.dumps(report._finite(record), indent=1, sort_keys=True, allow_nan=False,
                     default=report._json_default) + "\n"
   atomic_file(path, lambda f: f.write(text.encode()))

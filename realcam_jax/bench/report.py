@@ -246,7 +246,6 @@ def finish(results: dict) -> dict:
 
 def write(results: dict, out_dir: str) -> dict:
   """Writes bench.json, bench.md and latency_vs_length.png into `out_dir` (atomically)."""
-  os.makedirs(out_dir, exist_ok=True)
   paths = {name: os.path.join(out_dir, name)
            for name in ("bench.json", "bench.md", "latency_vs_length.png")}
   atomic_file(paths["bench.json"], lambda f: f.write(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from realcam_jax.atomic import atomic_file
@@ -110,7 +112,7 @@ def plot_paths(paths: dict, out_path: str, num_frusta: int = 8, title: str | Non
   if len(paths) <= 12:
     ax.legend(fontsize=7, loc="upper left")
   fig.tight_layout()
-  ext = out_path.rsplit(".", 1)[-1].lower() if "." in out_path else "png"
+  ext = os.path.splitext(out_path)[1][1:].lower() or "png"
   # The folder is created; the file appears complete or not at all.
   atomic_file(out_path, lambda f: fig.savefig(f, dpi=110, format=ext))
   plt.close(fig)

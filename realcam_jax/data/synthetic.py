@@ -115,7 +115,7 @@ def render_true_loop(seed: int, num_frames: int, height: int, width: int, *,
   Raises:
     ValueError: bad sizes, or a trajectory that does not return to its start.
   """
-  _check_clip_args(num_frames, height, width, 0, fps)
+  _check_clip_args(num_frames, height, width, num_target_cameras, fps)
   if num_frames < 2:
     raise ValueError(f"render_true_loop: num_frames={num_frames}; a loop needs >= 2 frames")
   world = make_scene(seed, **(scene or {}))
@@ -123,7 +123,6 @@ def render_true_loop(seed: int, num_frames: int, height: int, width: int, *,
     cams = sample_rig(world, seed, 1, width, height, 0, **(rig or {}))
     base = cams["source_c2w"][0]
   elif start == "target":
-    _check_clip_args(num_frames, height, width, num_target_cameras, fps)
     if num_target_cameras < 1:
       raise ValueError(f"render_true_loop: start='target' needs num_target_cameras >= 1, "
                        f"got {num_target_cameras}")

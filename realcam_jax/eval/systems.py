@@ -187,7 +187,7 @@ def load_systems(config, names, checkpoints: dict, vae, *, seed: int = 0, out=No
       _check_vae(vae, cfg, name)
       systems[name] = teacher_system(name, cfg, graphdef, params, vae, path)
   for name, system in systems.items():
-    step = load.checkpoint_step(checkpoints.get(name)) if name != "copy_source" else None
+    step = load.checkpoint_step(checkpoints.get(name))
     if step is not None:
       system.info["step"] = step       # the training step of the evaluated weights
   return systems

@@ -67,24 +67,19 @@ def checkpoint_step(path: str | None) -> int | None:
   """The training step of the weights a loader takes from `path` (None if unknown).
 
   An exported / converted directory: the `step` in its meta.json; a training workdir:
-  its newest checkpoint (the DMD stage, then ODE init, then `W/ckpt`, then `path`
-  itself as a `Checkpointer` directory).
+  the newest checkpoint of the directory `load_student` / `load_teacher` read (the DMD
+  stage, else ODE init, else `W/ckpt`, else `path` itself as a `Checkpointer` directory).
   """
-  import json
+  from realcam_jax.ckpt import orbax_io
   if not path or not os.path.isdir(path):
     return None
-  meta = os.path.join(path, "meta.json")
-  if os.path.isfile(meta):
-    with open(meta) as f:
-      step = json.load(f).get("step")
+  if os.path.isfile(os.path.join(path, orbax_io.META_FILE)):
+    step = orbax_io.load_meta(path).get("step")
     return int(step) if isinstance(step, (int, float)) else None
-  for sub in ("dmd/ckpt", "ode_init/ckpt", "ckpt", ""):
-    ckpt = os.path.join(path, sub)
-    if os.path.isdir(ckpt):
-      steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()]
-      if steps:
-        return max(steps)
-  return None
+  d = _student_dir(path)
+  ckpt = os.path.join(d, "ckpt") if os.path.isdir(os.path.join(d, "ckpt")) else d
+  steps = [int(n) for n in os.listdir(ckpt) if n.isdigit()]
+  return max(steps) if steps else None
 
 
 def load_student(path: str | None, config, seed: int = 0, out=None):
