@@ -23,18 +23,25 @@ the same command again: training resumes from its last Orbax checkpoint, finishe
 stages are skipped (a stage is finished when its output exists: the exported
 checkpoint, the dataset). Every command run is appended to RUNS/pipeline.jsonl with
 its start, end, seconds and exit code, so the wall time of each model is the sum of
-its stage's rows (`--report` prints them).
+its stage's rows (`--report` prints them). When a stage that exports a bundled model
+(vae, teacher, student, prefix) finishes, its rows are also written next to the weights
+as `checkpoints/NAME_demo/provenance.json` (the commands, their wall times and the
+machine), so a shipped checkpoint carries how it was made; `--provenance` writes it for
+stages finished earlier.
 """
 
 import argparse
 import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
 
 FINISHED_MARK = "realcam-train: finished at step"   # printed by launch/train.py
+PROVENANCE = "provenance.json"
+BUNDLED = ("vae", "teacher", "student", "prefix")   # stages whose export is checkpoints/NAME_demo
 STAGES = ("data", "vae", "latents", "teacher", "student", "prefix", "chunk1", "no_loopaug",
           "eval")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,6 +148,37 @@ def report(runs: str) -> dict:
   return totals
 
 
+def stage_rows(runs: str, stage: str) -> list[dict]:
+  """The pipeline.jsonl rows of one stage, in the order they ran."""
+  path = os.path.join(runs, "pipeline.jsonl")
+  if not os.path.exists(path):
+    return []
+  return [row for row in map(json.loads, open(path)) if row["stage"] == stage]
+
+
+def write_provenance(runs: str, stage: str, out_dir: str) -> str | None:
+  """Writes OUT_DIR/provenance.json from the stage's logged commands; its path, or None
+  when the stage has no logged rows (trained before the log existed)."""
+  rows = stage_rows(runs, stage)
+  if not rows:
+    return None
+  from realcam_jax.atomic import atomic_file
+  seconds = sum(r["seconds"] for r in rows)
+  doc = dict(
+      stage=stage, wall_seconds=round(seconds, 1), wall_hours=round(seconds / 3600, 2),
+      first_start=rows[0]["start"], last_end=rows[-1]["end"],
+      machine=dict(cpus=os.cpu_count(), platform=platform.platform(),
+                   python=platform.python_version()),
+      note=("Sum of the wall times of every command of the stage, over all sessions "
+            "(training resumed from Orbax checkpoints after each interruption); other jobs "
+            "shared the CPU at times. Reproduce: python launch/train_demo.py --only " + stage),
+      commands=[dict(step=r["step"], command=r["command"], seconds=round(r["seconds"], 1),
+                     start=r["start"], end=r["end"], rc=r["rc"]) for r in rows])
+  path = os.path.join(out_dir, PROVENANCE)
+  atomic_file(path, lambda f: f.write((json.dumps(doc, indent=1) + "\n").encode()))
+  return path
+
+
 def _call(argv) -> tuple[int, bool]:
   """Runs `argv` (stdout echoed, stderr passed through); (exit code, reported finished)."""
   finished = False
@@ -173,6 +211,11 @@ def run_stage(stage: str, steps, runs: str, dry_run: bool) -> int:
   return 0
 
 
+def _abs(path: str) -> str:
+  """A path of the plan (relative ones are relative to the repository root)."""
+  return path if os.path.isabs(path) else os.path.join(ROOT, path)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,21 +225,33 @@ def main(argv=None):
   p.add_argument("--only", choices=STAGES, default=None, help="run just this stage")
   p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true")
   p.add_argument("--report", action="store_true", help="print wall time per stage and exit")
+  p.add_argument("--provenance", action="store_true",
+                 help="write provenance.json into every finished bundled checkpoint and exit")
   args = p.parse_args(argv)
   if args.report:
     for stage, s in report(args.runs).items():
       print(f"{stage:8s} {s / 3600:6.2f} h")
     return 0
+  plans = plan(args)
+  if args.provenance:
+    for stage in BUNDLED:
+      done = _abs(plans[stage][0])
+      if os.path.isdir(done):
+        path = write_provenance(_abs(args.runs), stage, done)
+        print(f"[{stage}] " + (f"wrote {path}" if path else "no logged commands"))
+    return 0
   stages = [args.only] if args.only else STAGES[:STAGES.index(args.until) + 1]
-  for stage, (done, steps) in plan(args).items():
+  for stage, (done, steps) in plans.items():
     if stage not in stages:
       continue
-    if os.path.exists(os.path.join(ROOT, done) if not os.path.isabs(done) else done):
+    if os.path.exists(_abs(done)):
       print(f"[{stage}] done ({done} exists)")
       continue
     rc = run_stage(stage, steps, args.runs, args.dry_run)
-    if rc or (not args.dry_run and not os.path.exists(os.path.join(ROOT, done))):
+    if rc or (not args.dry_run and not os.path.exists(_abs(done))):
       return rc
+    if not args.dry_run and stage in BUNDLED:
+      write_provenance(_abs(args.runs), stage, _abs(done))
   return 0
 
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 
@@ -59,3 +60,24 @@ def test_interrupted_training_stops_the_pipeline_and_is_logged(tmp_path, monkeyp
   # A failing command stops the stage with its exit code.
   fail = [("train", [sys.executable, "-c", "raise SystemExit(4)"])]
   assert pipeline.run_stage("prefix", fail, runs, dry_run=False) == 4
+
+
+def test_provenance_records_the_stage_commands_next_to_the_weights(tmp_path, capsys):
+  runs, ck = tmp_path / "runs", tmp_path / "ck"
+  say = lambda text: [sys.executable, "-c", f"print({text!r})"]  # noqa: E731
+  steps = [("train", say("realcam-train: finished at step 9")), ("export", say("exported"))]
+  assert pipeline.run_stage("teacher", steps, str(runs), dry_run=False) == 0
+  assert pipeline.run_stage("prefix", steps[:1], str(runs), dry_run=False) == 0
+  (ck / "teacher_demo").mkdir(parents=True)
+  (ck / "vae_demo").mkdir()                            # bundled, but no logged commands
+  capsys.readouterr()
+  assert pipeline.main(["--runs", str(runs), "--checkpoints", str(ck), "--provenance"]) == 0
+  out = capsys.readouterr().out
+  assert "[vae] no logged commands" in out and not (ck / "vae_demo" / "provenance.json").exists()
+  doc = json.loads((ck / "teacher_demo" / "provenance.json").read_text())
+  rows = [json.loads(x) for x in open(runs / "pipeline.jsonl") if '"teacher"' in x]
+  assert [c["step"] for c in doc["commands"]] == ["train", "export"]
+  assert [c["command"] for c in doc["commands"]] == [r["command"] for r in rows]
+  assert abs(doc["wall_seconds"] - sum(r["seconds"] for r in rows)) < 0.2
+  assert doc["stage"] == "teacher" and doc["machine"]["cpus"] == os.cpu_count()
+  assert "[prefix]" not in out                         # not exported yet: nothing written
