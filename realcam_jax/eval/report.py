@@ -89,6 +89,7 @@ def markdown(results: dict) -> str:
     ckpt = f"`{s['checkpoint']}`" if s["checkpoint"] else (
         "—" if name == "copy_source" else "random weights")
     lines.append(f"| {name} | {ckpt} | {info} | {s['seconds']:.1f} |")
+  lines += _length_table(results)
   cols = COLUMNS + (ADHERENCE_COLUMNS if results.get("adherence") else ())
   for length, ln in results["lengths"].items():
     lines += ["", f"## {length}: {ln['frames']} frames ({ln['latent_frames']} latent)", "",
@@ -99,6 +100,24 @@ def markdown(results: dict) -> str:
       lines.append(f"| {name} | " + " | ".join(_fmt(r[k], f) for k, _, f in cols) + " |")
     lines += _view_change_table(results, length)
   return "\n".join(lines) + "\n"
+
+
+def _length_table(results: dict) -> list[str]:
+  """PSNR per system at each open-path length, as a multiple of the training length
+  (the length-generalisation summary); [] with fewer than two such lengths."""
+  lengths = {n: v for n, v in results["lengths"].items() if n != "loop"}
+  if len(lengths) < 2:
+    return []
+  train = results["settings"]["short_latent_frames"]
+  t_frames = 1 + results["settings"]["temporal_factor"] * (train - 1)
+  heads = [f"{n} ({v['frames'] / t_frames:.1f}x, {v['frames']} frames)"
+           for n, v in lengths.items()]
+  lines = ["", f"PSNR (dB) by video length (1x = the training length, {t_frames} frames):", "",
+           "| system | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+  for name, per in results["results"].items():
+    lines.append(f"| {name} | " + " | ".join(_fmt(per[n]["psnr"], "{:.2f}") for n in lengths)
+                 + " |")
+  return lines
 
 
 def _view_change_table(results: dict, length: str) -> list[str]:

@@ -175,3 +175,21 @@ def test_load_teacher_round_trip_from_a_training_workdir(tmp_path, capsys):
     load.load_teacher(str(tmp_path / "missing"), config)
   with pytest.raises(load.LoadError, match="cannot load the teacher"):
     load.load_teacher(str(tmp_path), config)
+
+
+def test_markdown_length_table_lists_psnr_per_length_against_the_training_length():
+  st = _settings(short_latent_frames=3, chunk_pairs=1, height=16, width=16)
+  res = runner.run_eval({"copy_source": systems.copy_source()}, st, num_scenes=1,
+                        lengths=("shorter", "short", "long", "loop"), progress=False)
+  md = report.markdown(res)
+  lines = md.splitlines()
+  head = lines.index("PSNR (dB) by video length (1x = the training length, 9 frames):")
+  frames = {n: res["lengths"][n]["frames"] for n in ("shorter", "short", "long")}
+  assert lines[head + 2] == ("| system | " + " | ".join(
+      f"{n} ({f / 9:.1f}x, {f} frames)" for n, f in frames.items()) + " |")
+  r = res["results"]["copy_source"]
+  assert lines[head + 4] == ("| copy_source | " + " | ".join(
+      f"{r[n]['psnr']:.2f}" for n in frames) + " |")
+  assert frames["short"] == 9 and frames["shorter"] < 9 < frames["long"]
+  # One open-path length: no summary table.
+  assert "by video length" not in report.markdown(_tiny_results())
