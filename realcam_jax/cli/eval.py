@@ -114,13 +114,15 @@ def run(args, overrides) -> int:
         f"{settings.width}x{settings.height} px, lengths "
         + ", ".join(f"{n}={runner.pixel_frames(f, settings.temporal_factor)} frames"
                     for n, f in lat.items()), file=sys.stderr)
+  videos = {}
   results = runner.run_eval(systems, settings, split=args.split, num_scenes=args.num_scenes,
-                            lengths=lengths, seed=args.seed, adherence=args.adherence)
+                            lengths=lengths, seed=args.seed, adherence=args.adherence,
+                            keep_videos=videos)
   results["command"] = getattr(args, "command_line", None)
   results["config"] = args.config
   results["config_overrides"] = list(overrides)
   try:
-    files = report.write_report(results, args.out, overwrite=args.overwrite)
+    files = report.write_report(results, args.out, overwrite=args.overwrite, videos=videos)
   except report.ReportError as e:
     raise UserError(str(e)) from None
   sys.stdout.write(report.markdown(results))

@@ -7,6 +7,9 @@
                               system (mean over scenes)
   DIR/loop_closure.png        loop-closure error (static-region MAE) per system and length
                               (only when some length has loop pairs)
+  DIR/frames_<L>.png          the first scene's frames at length L, one column per video
+                              (source, each system, ground truth), FRAME_ROWS frames
+                              spread over the video (when the run kept its videos)
 
 `write_report` writes into a temporary sibling of DIR and renames it into place, so DIR
 never holds a partial report.
@@ -35,6 +38,10 @@ ADHERENCE_COLUMNS = (
     ("rot_err_deg", "RotErr (deg)", "{:.2f}"),
     ("trans_err_deg", "TransErr (deg)", "{:.2f}"),
 )
+
+
+FRAME_ROWS = 5        # frames per column of frames_<L>.png
+FRAME_MIN_SIZE = 128  # frames are enlarged (nearest neighbour) to at least this height
 
 
 class ReportError(ValueError):
@@ -208,8 +215,50 @@ def check_out_dir(out_dir: str, overwrite: bool = False):
       raise ReportError(f"--out {out_dir} exists and is not empty; pass --overwrite to replace it")
 
 
-def write_report(results: dict, out_dir: str, *, overwrite: bool = False) -> list[str]:
+def frame_sheet(videos: dict, rows: int = FRAME_ROWS) -> tuple[np.ndarray, list[int]]:
+  """A grid of frames: one column per video (in `videos` order), `rows` frames spread
+  evenly over the video (first and last included). Returns (u8[R*H', C*W', 3], the
+  frame indices), each frame enlarged by an integer factor to at least FRAME_MIN_SIZE
+  pixels high."""
+  names = list(videos)
+  shapes = {videos[n].shape for n in names}
+  if len(shapes) != 1:
+    raise ValueError(f"frame_sheet: videos differ in shape: "
+                     + ", ".join(f"{n} {videos[n].shape}" for n in names))
+  t, h = videos[names[0]].shape[:2]
+  idx = sorted({int(round(x)) for x in np.linspace(0, t - 1, min(rows, t))})
+  grid = np.concatenate([np.concatenate([np.asarray(videos[n][k], np.uint8) for n in names], 1)
+                         for k in idx], 0)
+  zoom = max(1, -(-FRAME_MIN_SIZE // h))
+  return grid.repeat(zoom, 0).repeat(zoom, 1), idx
+
+
+def plot_frames(results: dict, videos: dict, length: str, path: str):
+  """frames_<L>.png: the frame sheet with column titles and frame numbers."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(videos)
+  grid, idx = frame_sheet(videos)
+  rows, cols = len(idx), len(names)
+  fig, ax = plt.subplots(figsize=(1.6 * cols + 0.6, 1.6 * rows + 0.6), dpi=100)
+  ax.imshow(grid, interpolation="nearest")
+  ch, cw = grid.shape[0] / rows, grid.shape[1] / cols
+  ax.set_xticks([(j + 0.5) * cw for j in range(cols)], names, fontsize=8)
+  ax.set_yticks([(i + 0.5) * ch for i in range(rows)], [f"frame {k}" for k in idx], fontsize=8)
+  ax.xaxis.tick_top()
+  ax.tick_params(length=0)
+  ax.set_title(f"scene {results['seeds'][0]}, {length} video", fontsize=9, pad=18)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def write_report(results: dict, out_dir: str, *, overwrite: bool = False,
+                 videos: dict | None = None) -> list[str]:
   """Writes results.json, results.md and the plots to `out_dir` atomically.
+
+  `videos` (from `runner.run_eval(..., keep_videos=)`) adds one frames_<L>.png per length.
 
   Returns:
     the file names written (relative to `out_dir`).
@@ -225,4 +274,6 @@ def write_report(results: dict, out_dir: str, *, overwrite: bool = False) -> lis
       plot_per_frame_psnr(results, length, os.path.join(tmp, f"psnr_per_frame_{length}.png"))
     if has_loop_numbers(results):
       plot_loop_closure(results, os.path.join(tmp, "loop_closure.png"))
+    for length, per in (videos or {}).items():
+      plot_frames(results, per, length, os.path.join(tmp, f"frames_{length}.png"))
   return sorted(os.listdir(out_dir))

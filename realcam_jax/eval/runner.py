@@ -282,7 +282,7 @@ def aggregate(scores: list[dict]) -> dict:
 
 def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
              num_scenes: int = 8, lengths=LENGTHS, seed: int = 0, adherence: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, keep_videos: dict | None = None) -> dict:
   """Runs every system on the same scenes and lengths; returns the results dict.
 
   Args:
@@ -294,6 +294,9 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
     seed: noise seed; scene i uses seed + i for every system and length.
     adherence: also measure camera adherence (slow: feature matching per frame).
     progress: tqdm bar over scenes on stderr.
+    keep_videos: if a dict, filled with the first scene's videos per length,
+      `{length: {"source": u8[T,H,W,3], <system>: ..., "truth": ...}}` (for
+      `report.write_report(..., videos=)`; kept out of the JSON-ready results).
 
   Returns:
     JSON-ready dict: `settings`, `lengths` ({name: {latent_frames, frames}}), `seeds`,
@@ -314,12 +317,19 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
                                      disable=not progress)):
     for length in lengths:
       case = make_case(clip_seed, length, lat[length], settings)
+      keep = keep_videos is not None and i == 0
+      if keep:
+        keep_videos[length] = {"source": case.source}
       for name, system in systems.items():
         t0 = time.perf_counter()
         pred = system.generate(case.source, case.latent_poses, case.intrinsics, seed + i)
         seconds[name] += time.perf_counter() - t0
+        if keep:
+          keep_videos[length][name] = np.asarray(pred)
         s = score(np.asarray(pred), case, adherence=adherence)
         scores[name][length].append(dict(s, seed=clip_seed, view_change_deg=case.view_change_deg))
+      if keep:
+        keep_videos[length]["truth"] = case.target
   return dict(
       split=split, seeds=seeds, noise_seed=seed, adherence=adherence,
       settings=dataclasses.asdict(settings),

@@ -21,6 +21,7 @@ def test_eval_all_systems_writes_results_and_plots(tmp_path, capsys):
   assert "random weights: output is noise" in cap.err
   assert f"wrote {out}" in cap.out
   assert sorted(p.name for p in out.iterdir()) == [
+      "frames_long.png", "frames_loop.png", "frames_short.png",
       "loop_closure.png", "psnr_per_frame_long.png", "psnr_per_frame_loop.png",
       "psnr_per_frame_short.png", "results.json", "results.md"]
   for png in out.glob("*.png"):
@@ -42,8 +43,9 @@ def test_eval_all_systems_writes_results_and_plots(tmp_path, capsys):
   md = (out / "results.md").read_text()
   assert "## loop: 45 frames (12 latent)" in md
   for system in res["systems"]:
-    # the systems table, then per length its row and its camera-change row
-    assert md.count(f"| {system} |") == 1 + 2 * 3
+    # the systems table, the length summary (short, long), then per length its row and
+    # its camera-change row
+    assert md.count(f"| {system} |") == 1 + 1 + 2 * 3
 
 
 @pytest.mark.parametrize("extra,expect", [

@@ -193,3 +193,34 @@ def test_markdown_length_table_lists_psnr_per_length_against_the_training_length
   assert frames["short"] == 9 and frames["shorter"] < 9 < frames["long"]
   # One open-path length: no summary table.
   assert "by video length" not in report.markdown(_tiny_results())
+
+
+def test_kept_videos_are_what_was_scored_and_the_frame_sheet_lays_them_out(tmp_path):
+  st = _settings(short_latent_frames=3, chunk_pairs=1, height=16, width=16)
+  videos = {}
+  res = runner.run_eval({"copy_source": systems.copy_source()}, st, num_scenes=2,
+                        lengths=("short", "loop"), progress=False, keep_videos=videos)
+  assert list(videos) == ["short", "loop"]
+  for length in videos:
+    v = videos[length]
+    assert list(v) == ["source", "copy_source", "truth"]
+    case = runner.make_case(res["seeds"][0], length, res["lengths"][length]["latent_frames"], st)
+    np.testing.assert_array_equal(v["source"], case.source)
+    np.testing.assert_array_equal(v["truth"], case.target)
+    np.testing.assert_array_equal(v["copy_source"], case.source)   # what copy-source made
+    # Its PSNR is the first scene's recorded PSNR.
+    got = res["results"]["copy_source"][length]["scenes"][0]["psnr"]
+    np.testing.assert_allclose(metrics.psnr(v["copy_source"], v["truth"]).mean, got, rtol=1e-12)
+  grid, idx = report.frame_sheet(videos["short"])
+  assert idx == [0, 2, 4, 6, 8]                  # 9 frames: five spread from first to last
+  zoom = -(-report.FRAME_MIN_SIZE // 16)
+  assert grid.shape == (5 * 16 * zoom, 3 * 16 * zoom, 3) and grid.dtype == np.uint8
+  # Row 1, column 2 is frame 2 of the truth, enlarged.
+  cell = grid[16 * zoom:32 * zoom, 32 * zoom:48 * zoom]
+  np.testing.assert_array_equal(cell[::zoom, ::zoom], videos["short"]["truth"][2])
+  with pytest.raises(ValueError, match="differ in shape"):
+    report.frame_sheet({"a": videos["short"]["truth"], "b": videos["loop"]["truth"]})
+  files = report.write_report(res, str(tmp_path / "ev"), videos=videos)
+  assert {"frames_short.png", "frames_loop.png"} <= set(files)
+  # Without kept videos nothing changes (no frame sheets).
+  assert not any(f.startswith("frames_") for f in report.write_report(res, str(tmp_path / "e2")))
