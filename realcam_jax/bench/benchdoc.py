@@ -127,7 +127,10 @@ def describe_record(rec: dict, heading: str = "###") -> list[str]:
            f"- Machine: {record.describe(rec['machine'])}", f"- Date: {rec['date']}"]
   if rec.get("notes"):
     lines.append(f"- Notes: {rec['notes']}")
-  return lines + ["", rec["table"].strip("\n"), ""]
+  lines += ["", rec["table"].strip("\n"), ""]
+  for fig in rec.get("figures") or ():        # images beside the record (docs/results/)
+    lines += [f"Frames, {fig['title']}:", "", f"![{fig['title']}](results/{fig['file']})", ""]
+  return lines
 
 
 def describe_missing(entry: Entry, heading: str = "###") -> list[str]:

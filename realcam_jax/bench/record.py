@@ -10,6 +10,8 @@ A record (`make_record`) is a flat dict:
   numbers   the raw results (JSON-able)
   table     the markdown table(s) shown in the doc
   notes     remarks (e.g. "the CPU was shared with a training job"), or None
+  figures   optional: [{title, file}], images written beside the record (file relative to
+            its folder; `realcam eval --results` adds its frame sheets), shown under the table
 
 `write_record` writes it atomically as strict JSON; `launch/make_benchmarks_doc.py`
 renders docs/benchmarks.md from every record (realcam_jax/bench/benchdoc.py).

@@ -89,6 +89,24 @@ def check_args(args) -> tuple[list[str], list[str], dict]:
   return names, lengths, checkpoints
 
 
+def write_record_figures(results: dict, videos: dict, record_path: str) -> list[dict]:
+  """The frame sheets beside a results record (NAME_frames_<L>.png next to NAME.json,
+  each written atomically); [{title, file}] with file names relative to the record."""
+  import os
+  from realcam_jax.atomic import atomic_file
+  from realcam_jax.bench import record
+  from realcam_jax.eval import report
+  folder, name = os.path.dirname(os.path.abspath(record_path)), record.name_of(record_path)
+  figures = []
+  for length, per in videos.items():
+    file = f"{name}_frames_{length}.png"
+    atomic_file(os.path.join(folder, file),
+                lambda f, per=per, length=length: report.plot_frames(results, per, length, f))
+    figures.append(dict(title=f"{length} video, scene {results['seeds'][0]}: "
+                              + " | ".join(per), file=file))
+  return figures
+
+
 def run(args, overrides) -> int:
   from realcam_jax.config import get_config
   from realcam_jax.eval import report, runner, systems as systems_lib
@@ -130,5 +148,6 @@ def run(args, overrides) -> int:
   if args.results:
     from realcam_jax.bench import convert, record
     rec = convert.from_eval(results, record.name_of(args.results))
+    rec["figures"] = write_record_figures(results, videos, args.results)
     print(f"wrote {record.write_record(args.results, rec)}")
   return 0

@@ -250,7 +250,7 @@ def plot_frames(results: dict, videos: dict, length: str, path: str):
   ax.tick_params(length=0)
   ax.set_title(f"scene {results['seeds'][0]}, {length} video", fontsize=9, pad=18)
   fig.tight_layout()
-  fig.savefig(path)
+  fig.savefig(path, format="png")   # path or a binary file
   plt.close(fig)
 
 

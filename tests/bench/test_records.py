@@ -102,6 +102,8 @@ def test_committed_records_are_complete():
   for name, rec in record.load_records(str(ROOT / "docs" / "results")).items():
     assert rec["name"] == name and rec["command"] and rec["date"] and rec["table"]
     assert rec["machine"]["backend"] and rec["machine"]["jax"]
+    for fig in rec.get("figures") or ():        # every image a record shows is committed
+      assert (ROOT / "docs" / "results" / fig["file"]).is_file(), (name, fig["file"])
 
 
 def test_vae_and_stream_converters(tmp_path):
@@ -130,6 +132,15 @@ def test_eval_cli_writes_a_record(tmp_path):
   rec = record.read_record(str(out))
   assert rec["command"].startswith("realcam eval") and "--results" in rec["command"]
   assert "| copy_source |" in rec["table"] and "#### short" in rec["table"]
+  # The frame sheet beside the record, the same image as the report folder's, and shown
+  # under the table in the doc.
+  assert [f["file"] for f in rec["figures"]] == ["eval_demo_frames_short.png"]
+  assert ((tmp_path / "eval_demo_frames_short.png").read_bytes()[:8]
+          == b"\x89PNG\r\n\x1a\n")
+  assert (tmp_path / "ev" / "frames_short.png").exists()
+  assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+  doc = "\n".join(benchdoc.describe_record(rec))
+  assert "![short video, scene" in doc and "(results/eval_demo_frames_short.png)" in doc
 
 
 def _gpu_command(name):
