@@ -223,7 +223,7 @@ def frame_sheet(videos: dict, rows: int = FRAME_ROWS) -> tuple[np.ndarray, list[
   names = list(videos)
   shapes = {videos[n].shape for n in names}
   if len(shapes) != 1:
-    raise ValueError(f"frame_sheet: videos differ in shape: "
+    raise ValueError("frame_sheet: videos differ in shape: "
                      + ", ".join(f"{n} {videos[n].shape}" for n in names))
   t, h = videos[names[0]].shape[:2]
   idx = sorted({int(round(x)) for x in np.linspace(0, t - 1, min(rows, t))})
