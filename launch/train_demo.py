@@ -139,21 +139,24 @@ def _log(runs: str, row: dict):
 
 def report(runs: str) -> dict:
   """stage -> total seconds of its commands (all sessions)."""
-  path = os.path.join(runs, "pipeline.jsonl")
   totals = {}
-  if os.path.exists(path):
-    for line in open(path):
-      row = json.loads(line)
-      totals[row["stage"]] = totals.get(row["stage"], 0.0) + row["seconds"]
+  for row in _rows(runs):
+    totals[row["stage"]] = totals.get(row["stage"], 0.0) + row["seconds"]
   return totals
+
+
+def _rows(runs: str) -> list[dict]:
+  """Every pipeline.jsonl row, in the order the commands ran ([] before the first)."""
+  path = os.path.join(runs, "pipeline.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f]
 
 
 def stage_rows(runs: str, stage: str) -> list[dict]:
   """The pipeline.jsonl rows of one stage, in the order they ran."""
-  path = os.path.join(runs, "pipeline.jsonl")
-  if not os.path.exists(path):
-    return []
-  return [row for row in map(json.loads, open(path)) if row["stage"] == stage]
+  return [row for row in _rows(runs) if row["stage"] == stage]
 
 
 def write_provenance(runs: str, stage: str, out_dir: str) -> str | None:

@@ -89,21 +89,26 @@ def check_args(args) -> tuple[list[str], list[str], dict]:
   return names, lengths, checkpoints
 
 
-def write_record_figures(results: dict, videos: dict, record_path: str) -> list[dict]:
-  """The frame sheets beside a results record (NAME_frames_<L>.png next to NAME.json,
-  each written atomically); [{title, file}] with file names relative to the record."""
+def copy_record_figures(results: dict, report_dir: str, record_path: str) -> list[dict]:
+  """The report's frame sheets copied beside a results record (NAME_frames_<L>.png next
+  to NAME.json, each written atomically); [{title, file}] with file names relative to
+  the record."""
   import os
   from realcam_jax.atomic import atomic_file
   from realcam_jax.bench import record
-  from realcam_jax.eval import report
   folder, name = os.path.dirname(os.path.abspath(record_path)), record.name_of(record_path)
   figures = []
-  for length, per in videos.items():
+  for length in results["lengths"]:
+    src = os.path.join(report_dir, f"frames_{length}.png")
+    if not os.path.exists(src):
+      continue
+    with open(src, "rb") as f:
+      data = f.read()
     file = f"{name}_frames_{length}.png"
-    atomic_file(os.path.join(folder, file),
-                lambda f, per=per, length=length: report.plot_frames(results, per, length, f))
-    figures.append(dict(title=f"{length} video, scene {results['seeds'][0]}: "
-                              + " | ".join(per), file=file))
+    atomic_file(os.path.join(folder, file), lambda f, data=data: f.write(data))
+    columns = " | ".join(["source", *results["systems"], "truth"])
+    figures.append(dict(title=f"{length} video, scene {results['seeds'][0]}: {columns}",
+                        file=file))
   return figures
 
 
@@ -148,6 +153,6 @@ def run(args, overrides) -> int:
   if args.results:
     from realcam_jax.bench import convert, record
     rec = convert.from_eval(results, record.name_of(args.results))
-    rec["figures"] = write_record_figures(results, videos, args.results)
+    rec["figures"] = copy_record_figures(results, args.out, args.results)
     print(f"wrote {record.write_record(args.results, rec)}")
   return 0

@@ -115,8 +115,9 @@ def _length_table(results: dict) -> list[str]:
   lengths = {n: v for n, v in results["lengths"].items() if n != "loop"}
   if len(lengths) < 2:
     return []
-  train = results["settings"]["short_latent_frames"]
-  t_frames = 1 + results["settings"]["temporal_factor"] * (train - 1)
+  from realcam_jax.eval.runner import pixel_frames
+  st = results["settings"]
+  t_frames = pixel_frames(st["short_latent_frames"], st["temporal_factor"])
   heads = [f"{n} ({v['frames'] / t_frames:.1f}x, {v['frames']} frames)"
            for n, v in lengths.items()]
   lines = ["", f"PSNR (dB) by video length (1x = the training length, {t_frames} frames):", "",

@@ -322,11 +322,12 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
         keep_videos[length] = {"source": case.source}
       for name, system in systems.items():
         t0 = time.perf_counter()
-        pred = system.generate(case.source, case.latent_poses, case.intrinsics, seed + i)
+        pred = np.asarray(system.generate(case.source, case.latent_poses, case.intrinsics,
+                                          seed + i))
         seconds[name] += time.perf_counter() - t0
         if keep:
-          keep_videos[length][name] = np.asarray(pred)
-        s = score(np.asarray(pred), case, adherence=adherence)
+          keep_videos[length][name] = pred
+        s = score(pred, case, adherence=adherence)
         scores[name][length].append(dict(s, seed=clip_seed, view_change_deg=case.view_change_deg))
       if keep:
         keep_videos[length]["truth"] = case.target
