@@ -12,6 +12,10 @@ The same training code runs on one CPU and on a multi-host slice. What differs:
     With several processes the signal may reach only some of them (TPU maintenance
     events are per host), so the processes agree on the step through JAX's preemption
     sync service; alone, a plain Python signal handler is enough.
+  - `barrier` holds every process until all reach it. The training loop compiles its
+    step ahead and waits there before the first step: XLA's CPU (gloo) collectives
+    give the other processes only 30 s to join a new communicator, less than compile
+    and restore can differ between hosts.
   - `gather` fetches a (possibly sharded across processes) pytree to host numpy on
     every process.
 """
@@ -144,6 +148,30 @@ def check_batch_layout(mesh, global_batch: int, rules: Mapping[str, Any] | None 
         f"tensor x context axes within one host ({jax.local_device_count()} devices) so the "
         "data and fsdp axes span the processes")
   return start, stop
+
+
+# --------------------------------------------------------------------------- barrier
+
+BARRIER_TIMEOUT_S = float(os.environ.get("REALCAM_BARRIER_TIMEOUT_S", "3600"))
+
+
+def barrier(name: str, timeout_s: float | None = None) -> None:
+  """Waits until every process has called `barrier(name)`; nothing with one process.
+
+  Uses the coordination service (no device collective, so it cannot itself start a
+  communicator that times out). `name` must be unique within the run. Raises
+  RuntimeError naming the barrier when a process does not arrive within `timeout_s`
+  (default `REALCAM_BARRIER_TIMEOUT_S`, 3600 s: long compiles on a big slice).
+  """
+  if jax.process_count() == 1 or not distributed_client_active():
+    return
+  from jax._src import distributed
+  timeout_s = BARRIER_TIMEOUT_S if timeout_s is None else float(timeout_s)
+  try:
+    distributed.global_state.client.wait_at_barrier(name, int(timeout_s * 1000))
+  except Exception as e:  # jaxlib's JaxRuntimeError (DEADLINE_EXCEEDED, a peer died)
+    raise RuntimeError(f"process {jax.process_index()}: not every process reached barrier "
+                       f"{name!r} within {timeout_s:.0f} s ({e})") from e
 
 
 # --------------------------------------------------------------------------- preemption

@@ -26,6 +26,37 @@ def jit_train_step(step, state_shardings, mesh, batch_example: Mapping[str, Any]
                  donate_argnums=(0,))
 
 
+class BoundStep:
+  """`jitted(state, *bound, batch)` called as `step(state, batch)` (teacher params bound).
+
+  `precompile(state, batch)` compiles it ahead of the first call (see `precompile`).
+  """
+
+  def __init__(self, jitted, *bound):
+    self.jitted, self.bound = jitted, bound
+
+  def __call__(self, state, batch):
+    return self.jitted(state, *self.bound, batch)
+
+  def precompile(self, state, batch) -> None:
+    self.jitted.lower(state, *self.bound, batch).compile()
+
+
+def precompile(step_fn, state, batch) -> bool:
+  """Compiles `step_fn(state, batch)` without running it; False if it cannot say how.
+
+  A `jax.jit` function is lowered and compiled (the call that follows reuses that
+  executable); other step functions may offer `precompile(state, batch)`.
+  """
+  if hasattr(step_fn, "precompile"):
+    step_fn.precompile(state, batch)
+    return True
+  if hasattr(step_fn, "lower"):
+    step_fn.lower(state, batch).compile()
+    return True
+  return False
+
+
 def make_optimizer(opt_config) -> optax.GradientTransformation:
   """AdamW with linear warm-up (then constant or cosine) and global-norm clipping.
 

@@ -38,7 +38,7 @@ from realcam_jax.diffusion import schedule
 from realcam_jax.inference import student as student_inf
 from realcam_jax.train import ode_init, rollout
 from realcam_jax.train import state as st
-from realcam_jax.train.common import make_optimizer
+from realcam_jax.train.common import BoundStep, make_optimizer
 from realcam_jax.train.dmd_loss import dmd_pseudo_loss
 
 
@@ -175,7 +175,7 @@ def compile_iterations(graphdef, config, aux, state_shardings, mesh, batch_examp
   def jitted(fn):
     f = jax.jit(fn, in_shardings=(state_shardings, aux["param_shardings"], batch_sh),
                 out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=(0,))
-    return lambda state, batch: f(state, teacher_params, batch)
+    return BoundStep(f, teacher_params)
 
   critic_it, gen_it = make_iterations(graphdef, config, aux["gen_opt"], aux["critic_opt"])
   return jitted(critic_it), jitted(gen_it)
@@ -197,6 +197,11 @@ def compile_step(graphdef, config, aux, state_shardings, mesh, batch_example: di
       metrics["loss"] = metrics["loss"] + 0.0 * metrics["dmd_loss"]
     return state, metrics
 
+  def precompile(state, batch):
+    critic_fn.precompile(state, batch)
+    gen_fn.precompile(state, batch)
+
+  step_fn.precompile = precompile
   return step_fn
 
 

@@ -14,7 +14,8 @@ Behaviour:
     with several processes they agree on that step (`scale.multihost.StopRequest`);
   - multi-host: every process feeds its block of the global batch, all processes save
     and restore their shards of the state (Orbax), process 0 alone writes metrics,
-    progress and the config JSON;
+    progress and the config JSON; the step is compiled ahead and the processes wait
+    for each other before the first one (`scale.multihost.barrier`);
   - `config.mesh.rules` picks the logical-axis rule table for activations
     (`default`, or `context` for sequence-sharded attention on long sequences).
 """
@@ -74,6 +75,12 @@ def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
         batch = to_global(next(data_iter), mesh)
         if step_fn is None:
           step_fn = compile(graphdef, config, aux, state_sh, mesh, batch)
+          if jax.process_count() > 1:
+            # Processes finish restore and compile at different times; the first
+            # step's collectives give late peers only 30 s (gloo), so compile first
+            # and start together.
+            common.precompile(step_fn, state, batch)
+            multihost.barrier(f"realcam_{desc}_first_step_{step}")
         state, metrics = step_fn(state, batch)
         step += 1
         bar.update(1)

@@ -41,7 +41,7 @@ from realcam_jax.models import causal, layout
 from realcam_jax.models.realcam import RealCamDiT
 from realcam_jax.train import rollout
 from realcam_jax.train import state as st
-from realcam_jax.train.common import make_optimizer
+from realcam_jax.train.common import BoundStep, make_optimizer
 
 
 def build_model(config):
@@ -280,8 +280,7 @@ def compile_step(graphdef, config, aux, state_shardings, mesh, batch_example: di
   jitted = jax.jit(make_train_step(graphdef, config, aux["optimizer"]),
                    in_shardings=(state_shardings, aux["param_shardings"], batch_sh),
                    out_shardings=out_sh, donate_argnums=(0,))
-  teacher_params = aux["teacher_params"]
-  return lambda state, batch: jitted(state, teacher_params, batch)
+  return BoundStep(jitted, aux["teacher_params"])
 
 
 def make_data_iterator(config, workdir: str):

@@ -225,6 +225,9 @@ def generate(config, root: str) -> dict:
           b = loop.to_global(_conditioning(next(data_iter)), mesh)
           if gen is None:
             gen = _compile_generate(graphdef, config, mesh, param_sh, b)
+            if jax.process_count() > 1:   # start together (see `train.loop`)
+              gen.lower(teacher_params, b, jnp.asarray(0, jnp.int32)).compile()
+              multihost.barrier(f"realcam_ode_pairs_first_batch_{stored}")
           out = gen(teacher_params, b, jnp.asarray(i * (size // batch) + j, jnp.int32))
           parts.append(multihost.gather(dict(b, **out)))
           kept = min(batch, rows(i) - j * batch)

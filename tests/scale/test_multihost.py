@@ -5,7 +5,9 @@ the tiny teacher with the parameters and optimizer state sharded over all 4 devi
 (`fsdp=4`, so every checkpoint holds shards written by both processes):
   1. SIGTERM to process 1 only: both processes agree on a step (JAX's preemption sync
      service), save one checkpoint there and exit 0;
-  2. restarted, both restore their shards and the data-iterator state and continue;
+  2. restarted, both restore their shards and the data-iterator state and continue, though
+     process 1 starts compiling 40 s after process 0 (longer than the 30 s gloo gives a
+     late peer: the loop compiles ahead and waits at a barrier before the first step);
   3. a single process with the same 4 devices and global batch trained straight to the
      same step reaches the same parameters and losses.
 A second test does the same comparison for two DMD iterations of the tiny student.
@@ -24,6 +26,7 @@ CONFIG = "configs/teacher.py:tiny"
 OVERRIDES = ["--config.mesh.data=1", "--config.mesh.fsdp=-1", "--config.train.ckpt_every=1000",
              "--config.train.log_every=1"]
 EXTRA_STEPS = 2
+COMPILE_DELAY_S = 40
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +34,12 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("multihost")
   two, one = str(root / "two"), str(root / "one")
 
-  def pair(num_steps, tag):
+  def pair(num_steps, tag, delay=0):
     coordinator = f"127.0.0.1:{tp.free_port()}"
     return [tp.Proc(tp.train_args(CONFIG, two, num_steps, OVERRIDES, coordinator=coordinator,
                                   num_processes=2, process_id=i),
-                    str(root / f"{tag}{i}.log"), local_devices=2) for i in range(2)]
+                    str(root / f"{tag}{i}.log"), local_devices=2,
+                    compile_delay_s=delay if i == 1 else 0) for i in range(2)]
 
   procs = pair(1000, "first")
   tp.wait_for_step(two, 2, procs)
@@ -47,7 +51,7 @@ def runs(tmp_path_factory):
   first_ckpts = tp.checkpoint_steps(two)
 
   final = stopped_at + EXTRA_STEPS
-  procs = pair(final, "second") + [
+  procs = pair(final, "second", delay=COMPILE_DELAY_S) + [
       tp.Proc(tp.train_args(CONFIG, one, final, OVERRIDES), str(root / "one.log"), 4)]
   second_rc = tp.wait_all(procs)
   return dict(two=two, one=one, first_rc=first_rc, first_logs=first_logs,

@@ -43,14 +43,37 @@ def env_for(local_devices: int) -> dict:
   return env
 
 
-class Proc:
-  """A training subprocess with its log file."""
+# `python -c` stand-in for `launch/train.py` whose stage sleeps before compiling its step:
+# a host that restores or compiles much later than the others.
+_SLOW_COMPILE = """
+import runpy, sys, time
+import realcam_jax.train.loop as loop
+_train = loop.train
+def train(*args, compile, **kwargs):
+  def slow(*a):
+    time.sleep({delay})
+    return compile(*a)
+  return _train(*args, compile=slow, **kwargs)
+loop.train = train
+sys.argv[0] = {train!r}
+runpy.run_path({train!r}, run_name="__main__")
+"""
 
-  def __init__(self, args: list[str], log_path: str, local_devices: int):
+
+class Proc:
+  """A training subprocess with its log file.
+
+  `compile_delay_s` > 0 makes the stage wait that long before compiling its step.
+  """
+
+  def __init__(self, args: list[str], log_path: str, local_devices: int,
+               compile_delay_s: float = 0):
     self.args = args
     self.log_path = log_path
     self._log = open(log_path, "w")
-    self.popen = subprocess.Popen([sys.executable, TRAIN] + args, cwd=REPO,
+    head = ([TRAIN] if not compile_delay_s else
+            ["-c", _SLOW_COMPILE.format(delay=float(compile_delay_s), train=TRAIN)])
+    self.popen = subprocess.Popen([sys.executable] + head + args, cwd=REPO,
                                   env=env_for(local_devices), stdout=self._log,
                                   stderr=subprocess.STDOUT)
 
