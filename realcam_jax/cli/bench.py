@@ -82,7 +82,14 @@ def parse_systems(text: str) -> list[str]:
 
 
 def teacher_configs(args, config) -> tuple[str, dict]:
-  """(teacher config name, {system: config}) for the offline systems."""
+  """(teacher config name, {system: config}) for the offline systems.
+
+  Without `--teacher-config` both take the sampler of the student's embedded teacher
+  (`config.teacher.sampler`), so `--config.teacher.sampler.cfg_scale=5.0` times them
+  with guidance (two passes per step).
+  """
+  import copy
+
   from realcam_jax.config import get_config
   name = args.teacher_config or f"teacher:{config.model.get('size', 'tiny')}"
   prefix = name if name.endswith(",prefix") else f"{name},prefix"
@@ -90,6 +97,8 @@ def teacher_configs(args, config) -> tuple[str, dict]:
   for system, spec in (("teacher", name), ("prefix", prefix)):
     if system in args.systems_list:
       out[system] = get_config(spec)
+      if not args.teacher_config and "teacher" in config:
+        out[system].sampler = copy.deepcopy(config.teacher.sampler)
   return name, out
 
 

@@ -89,6 +89,25 @@ def test_offline_guard_skips_with_an_extrapolated_estimate(bench_run, tmp_path):
   assert "extrapolated, skipped" in (out / "bench.md").read_text()
 
 
+def test_teacher_sampler_overrides_reach_the_offline_systems():
+  import argparse
+
+  from realcam_jax.cli import bench as bench_cli
+  from realcam_jax.config import get_config
+  student = get_config("student:tiny", ["--config.teacher.sampler.cfg_scale=7.5",
+                                        "--config.teacher.sampler.steps=3"])
+  args = argparse.Namespace(teacher_config=None, systems_list=["teacher", "prefix"])
+  name, configs = bench_cli.teacher_configs(args, student)
+  assert name == "teacher:tiny"
+  for system in ("teacher", "prefix"):
+    assert configs[system].sampler.cfg_scale == 7.5 and configs[system].sampler.steps == 3
+  assert configs["prefix"].model.layout == "prefix"
+  # An explicit --teacher-config keeps its own sampler.
+  args.teacher_config = "teacher:tiny"
+  _, own = bench_cli.teacher_configs(args, student)
+  assert own["teacher"].sampler.cfg_scale == get_config("teacher:tiny").sampler.cfg_scale != 7.5
+
+
 @pytest.mark.parametrize("extra,expect", [
     (["--lengths", "0,1"], "--lengths"),
     (["--lengths", "one"], "--lengths"),
