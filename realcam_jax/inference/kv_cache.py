@@ -42,6 +42,12 @@ class KVCache:
     valid = jnp.repeat(self.block_chunk >= 0, self.chunk_tokens)
     return jnp.broadcast_to(valid[None], (self.k.shape[1], valid.shape[0]))
 
+  def filled_len(self) -> jax.Array:
+    """i32[]: slots in use. Blocks fill in order 0, 1, ... and are then overwritten in
+    place, so the filled slots are always the first `filled_len()`: `kv_valid()` is a
+    prefix of the buffer."""
+    return jnp.minimum(self.num_chunks, self.num_blocks) * self.chunk_tokens
+
   def visible(self, query_chunk, window_chunks: int | None = None) -> jax.Array:
     """bool[B, S]: slots a query in chunk `query_chunk` attends to.
 

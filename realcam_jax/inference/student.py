@@ -86,7 +86,6 @@ def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas,
   """
   b, k = source_c.shape[:2]
   n = sigmas.shape[0]
-  chunk_index = cache.num_chunks if chunk_index is None else chunk_index
   dtype = source_c.dtype
 
   def call(x, sigma):

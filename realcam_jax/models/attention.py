@@ -9,6 +9,9 @@ Masks are described, not materialised: an `AttentionMask` holds at most
     blocks (`frame_block_ids` expands per-frame ids to per-token ids);
   - a key-validity mask `kv_valid` bool[S] or [B, S] (e.g. the filled slots of
     a static KV-cache buffer);
+  - a key prefix length `kv_len` int[] or [B]: only keys s < kv_len are seen (a
+    static KV-cache buffer filled from the front). Fused kernels take it as a
+    sequence length (`key_value_seq_lengths`) instead of a dense mask;
   - an explicit dense `allowed` bool[T, S] or [B, T, S] for patterns the
     fields above cannot express (e.g. a sink + rolling-window reference).
 Any may be present (combined with `&`). No fields = full attention.
@@ -21,6 +24,9 @@ Implementations live in a registry keyed by name (`register_attention_impl`):
   xla          `jax.nn.dot_product_attention(implementation="xla")`.
   cudnn        `jax.nn.dot_product_attention(implementation="cudnn")`: fused
                flash attention on NVIDIA GPUs, bf16/fp16 inputs only.
+               Both take a `kv_len`-only mask as `key_value_seq_lengths` (cuDNN's
+               padding mask, no dense mask or bias in memory); any other mask
+               goes in dense.
   blockwise    flash-style key-block scan with a custom VJP in plain JAX (any
                backend, O(B N T block) memory; long sequences, see
                `realcam_jax.scale.blockwise_attention`).
@@ -52,11 +58,14 @@ class AttentionMask:
     kv_block: int[S] or int[B, S], block id of each key token, or None.
     kv_valid: bool[S] or bool[B, S], False for keys to ignore, or None.
     allowed: bool[T, S] or bool[B, T, S], an explicit dense mask, or None.
+    kv_len: int[] or int[B], number of leading keys seen (keys s >= kv_len are ignored),
+      or None.
   """
   q_block: jax.Array | None = None
   kv_block: jax.Array | None = None
   kv_valid: jax.Array | None = None
   allowed: jax.Array | None = None
+  kv_len: jax.Array | None = None
 
   @classmethod
   def full(cls) -> "AttentionMask":
@@ -76,21 +85,35 @@ class AttentionMask:
     return cls(kv_valid=jnp.asarray(kv_valid, bool))
 
   @classmethod
+  def key_prefix(cls, kv_len) -> "AttentionMask":
+    """Only the first kv_len keys (int[] or int[B]) are seen."""
+    return cls(kv_len=jnp.asarray(kv_len, jnp.int32))
+
+  @classmethod
   def dense_allowed(cls, allowed) -> "AttentionMask":
     """Query t sees key s where allowed[(b,) t, s] (bool[T, S] or bool[B, T, S])."""
     return cls(allowed=jnp.asarray(allowed, bool))
 
   @property
   def kind(self) -> str:
-    """'full' or '+'-joined parts of 'block_causal', 'key_valid', 'allowed'."""
+    """'full' or '+'-joined parts of 'block_causal', 'key_valid', 'allowed', 'key_prefix'."""
     parts = (["block_causal"] if self.q_block is not None else []) + (
         ["key_valid"] if self.kv_valid is not None else []) + (
-        ["allowed"] if self.allowed is not None else [])
+        ["allowed"] if self.allowed is not None else []) + (
+        ["key_prefix"] if self.kv_len is not None else [])
     return "+".join(parts) or "full"
 
   @property
   def is_full(self) -> bool:
-    return self.q_block is None and self.kv_valid is None and self.allowed is None
+    return (self.q_block is None and self.kv_valid is None and self.allowed is None
+            and self.kv_len is None)
+
+  def prefix_as_valid(self, num_kv: int) -> "AttentionMask":
+    """The same mask with `kv_len` folded into `kv_valid` (for code that reads kv_valid)."""
+    if self.kv_len is None:
+      return self
+    prefix = jnp.arange(num_kv)[None, :] < jnp.atleast_1d(self.kv_len)[:, None]
+    return dataclasses.replace(self, kv_len=None) & AttentionMask.key_valid(prefix)
 
   def __and__(self, other: "AttentionMask") -> "AttentionMask":
     """Both masks must allow a (query, key) pair."""
@@ -106,7 +129,11 @@ class AttentionMask:
       allowed = self.allowed if other.allowed is None else other.allowed
     else:
       allowed = jnp.logical_and(self.allowed, other.allowed)
-    return AttentionMask(q_block, kv_block, kv_valid, allowed)
+    if self.kv_len is None or other.kv_len is None:
+      kv_len = self.kv_len if other.kv_len is None else other.kv_len
+    else:
+      kv_len = jnp.minimum(self.kv_len, other.kv_len)
+    return AttentionMask(q_block, kv_block, kv_valid, allowed, kv_len)
 
   def check(self, num_q: int, num_kv: int, batch: int | None = None) -> None:
     """Raises ValueError if the mask does not fit T=num_q queries, S=num_kv keys."""
@@ -120,6 +147,11 @@ class AttentionMask:
         raise ValueError(
             f"attention mask field {name} has shape {tuple(arr.shape)}; expected [{n}] or "
             f"[B, {n}] with {what}={n}" + (f" and B={batch}" if batch is not None else ""))
+    n = self.kv_len
+    if n is not None and (n.ndim > 1 or (n.ndim == 1 and batch is not None
+                                         and n.shape[0] not in (1, batch))):
+      raise ValueError(f"attention mask field kv_len has shape {tuple(n.shape)}; expected [] or "
+                       f"[B]" + (f" with B={batch}" if batch is not None else ""))
     a = self.allowed
     if a is not None and (a.ndim not in (2, 3) or a.shape[-2:] != (num_q, num_kv) or (
         a.ndim == 3 and batch is not None and a.shape[0] not in (1, batch))):
@@ -140,6 +172,9 @@ class AttentionMask:
       m = jnp.logical_and(m, jnp.atleast_2d(self.kv_valid)[:, None, :])
     if self.allowed is not None:
       m = jnp.logical_and(m, self.allowed if self.allowed.ndim == 3 else self.allowed[None])
+    if self.kv_len is not None:
+      m = jnp.logical_and(m, jnp.arange(num_kv)[None, None, :]
+                          < jnp.atleast_1d(self.kv_len)[:, None, None])
     return m
 
 
@@ -184,6 +219,10 @@ def _dot_product(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
 
 def _jax_nn(implementation: str) -> AttentionFn:
   def fn(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
+    if mask.kind == "key_prefix":   # a sequence length: no dense mask in memory
+      lengths = jnp.broadcast_to(mask.kv_len, (q.shape[0],)).astype(jnp.int32)
+      return jax.nn.dot_product_attention(q, k, v, scale=scale, key_value_seq_lengths=lengths,
+                                          implementation=implementation)
     dense = None if mask.is_full else mask.dense(q.shape[1], k.shape[1])[:, None]
     return jax.nn.dot_product_attention(q, k, v, mask=dense, scale=scale,
                                         implementation=implementation)

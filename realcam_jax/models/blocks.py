@@ -40,7 +40,7 @@ class BlockInputs(NamedTuple):
     e: f32[B, F, 6, D] modulation from the timestep embedding.
     context: [B, L, D] projected text.
     cos, sin: f32[(B,) T, H // 2] RoPE tables for the current tokens.
-    mask: self-attention mask over keys [extra_kv (S) ; current (T)].
+    mask: self-attention mask over keys [current (T) ; extra_kv (S)].
     block_cond: [B, F, P or 1, Cb] or None.
     block_cond_mask: [B, F] (1 = apply) or None.
   """
@@ -91,9 +91,9 @@ class WanAttention(nnx.Module):
     q, k, v = self.qkv(x, x)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     current = KV(k, v)
-    if extra_kv is not None:
-      k = jnp.concatenate([extra_kv.k.astype(k.dtype), k], axis=1)
-      v = jnp.concatenate([extra_kv.v.astype(v.dtype), v], axis=1)
+    if extra_kv is not None:   # current keys first: a cache filled from the front then
+      k = jnp.concatenate([k, extra_kv.k.astype(k.dtype)], axis=1)  # leaves a key prefix
+      v = jnp.concatenate([v, extra_kv.v.astype(v.dtype)], axis=1)  # (AttentionMask.key_prefix)
     return self.out(attention(q, k, v, mask, self.impl)), current
 
   def cross_attention(self, x: jax.Array, context: jax.Array) -> jax.Array:

@@ -110,9 +110,15 @@ def chunk_forward(model, cache: kvc.KVCache, source_c, target_c, sigma_c, camera
                      f"but the cache was built for chunks of {cache.chunk_tokens} tokens")
   if cache.k.shape[1] != b:
     raise ValueError(f"the cache has batch {cache.k.shape[1]}, the chunk batch {b}")
-  chunk_index = cache.num_chunks if chunk_index is None else chunk_index
-  seen = cache.visible(chunk_index, window_chunks)                          # bool[B, S]
-  mask = AttentionMask.key_valid(jnp.concatenate([seen, jnp.ones((b, t), bool)], axis=1))
+  if chunk_index is None and window_chunks is None:
+    # A stream: it sees every filled slot, a prefix of the buffer, and its own T keys come
+    # first, so the mask is one length (fused kernels take it without a dense mask).
+    chunk_index = cache.num_chunks
+    mask = AttentionMask.key_prefix(t + cache.filled_len())
+  else:
+    chunk_index = cache.num_chunks if chunk_index is None else chunk_index
+    seen = cache.visible(chunk_index, window_chunks)                        # bool[B, S]
+    mask = AttentionMask.key_valid(jnp.concatenate([jnp.ones((b, t), bool), seen], axis=1))
   return model(source_c, target_c, sigma_c, camera_c, text, cond_mask=cond_mask,
                first_pair=chunk_index * k, mask=mask, extra_kv=KV(cache.k, cache.v),
                return_kv=return_kv)

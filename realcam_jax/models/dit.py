@@ -104,7 +104,7 @@ class WanDiT(nnx.Module):
     Args:
       tokens: [B, F, P, D].
       inputs: layer-invariant block inputs.
-      extra_kv: per-layer cached keys/values k, v [L, B, S, N, H] prepended to the
+      extra_kv: per-layer cached keys/values k, v [L, B, S, N, H] appended after the
         current tokens' keys, or None.
       return_kv: also return the current tokens' post-RoPE k, v [L, B, T, N, H].
 
@@ -157,9 +157,9 @@ class WanDiT(nnx.Module):
       context: text embeddings [B, Lt, Dt].
       frame_pos: int[F'] or int[B, F'] temporal RoPE index of each token frame;
         default arange(F').
-      mask: self-attention mask over keys [extra_kv slots (S) ; current tokens (T)];
+      mask: self-attention mask over keys [current tokens (T) ; extra_kv slots (S)];
         None = full.
-      extra_kv: per-layer cached k, v [L, B, S, N, H] (post-RoPE) prepended to the
+      extra_kv: per-layer cached k, v [L, B, S, N, H] (post-RoPE) appended after the
         current keys in self-attention.
       return_kv: also return the current tokens' post-RoPE k, v [L, B, T, N, H].
       block_cond: [B, F', P or 1, block_cond_dim], added through each block's

@@ -161,6 +161,7 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask, scale: f
     [B, T, N, H] in q's dtype.
   """
   block = fit_block(k.shape[1], block)
+  mask = mask.prefix_as_valid(k.shape[1])   # a key-prefix length becomes per-key validity
 
   @jax.custom_vjp
   def attend(q, k, v, mask):

@@ -36,6 +36,17 @@ def test_kv_valid_mask_grows_then_saturates():
     assert np.asarray(cache.kv_valid()).sum(-1).tolist() == [2 * min(c + 1, 3)] * 2
 
 
+def test_filled_slots_are_always_a_prefix():
+  # Sinks, then a ring that wraps twice: the filled slots stay the first filled_len().
+  cache = kvc.init_cache(1, 1, 1, 2, chunk_tokens=2, window_chunks=2, sink_chunks=1)
+  for c in range(7):
+    assert int(cache.filled_len()) == 2 * min(c, 3)
+    prefix = np.arange(6) < int(cache.filled_len())
+    np.testing.assert_array_equal(np.asarray(cache.kv_valid())[0], prefix)
+    np.testing.assert_array_equal(np.asarray(cache.visible(c))[0], prefix)
+    cache = kvc.write(cache, jnp.ones((1, 1, 2, 1, 2)), jnp.ones((1, 1, 2, 1, 2)))
+
+
 def test_visible_chunks_reference():
   # window 2, sink 1: chunk 5 sees 0 (sink), 3, 4 (window) and itself.
   np.testing.assert_array_equal(kvc.visible_chunks(5, 7, 1, 2), [1, 0, 0, 1, 1, 1, 0])

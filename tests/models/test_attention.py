@@ -32,6 +32,7 @@ def _qkv(seed=0, t=T, s=S):
 Q_BLOCK = np.array([1, 1, 1, 2, 2, 2])
 KV_BLOCK = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
 KV_VALID = np.array([[True] * 9, [False, True, True, True, True, False, True, True, True]])
+KV_LEN = np.array([S, 4])   # batch 0 sees every key, batch 1 the first 4
 
 
 def _hand_block_causal():
@@ -39,6 +40,13 @@ def _hand_block_causal():
   for i in range(T):
     for j in range(S):
       m[0, i, j] = KV_BLOCK[j] <= Q_BLOCK[i]
+  return m
+
+
+def _hand_prefix():
+  m = np.zeros((B, T, S), bool)
+  for b in range(B):
+    m[b, :, :KV_LEN[b]] = True
   return m
 
 
@@ -61,6 +69,14 @@ MASKS = {
     "both": (AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.key_valid(KV_VALID),
              _hand_block_causal() & _hand_valid()),
     "allowed": (AttentionMask.dense_allowed(ALLOWED), ALLOWED),
+    "key_prefix": (AttentionMask.key_prefix(KV_LEN), _hand_prefix()),
+    "block_causal+key_prefix": (
+        AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.key_prefix(KV_LEN),
+        _hand_block_causal() & _hand_prefix()),
+    "key_valid+key_prefix": (   # two prefixes combine to the shorter one
+        AttentionMask.key_valid(KV_VALID) & AttentionMask.key_prefix(KV_LEN)
+        & AttentionMask.key_prefix(np.array([7, 7])),
+        _hand_valid() & _hand_prefix() & (np.arange(S) < 7)[None, None]),
     "block_causal+key_valid+allowed": (
         AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.key_valid(KV_VALID)
         & AttentionMask.dense_allowed(ALLOWED[0]),
@@ -121,6 +137,8 @@ def test_errors_name_the_bad_input():
     attn.attention(q, k[:, :, :2], v[:, :, :2])
   with pytest.raises(ValueError, match="field allowed has shape"):
     attn.attention(q, k, v, AttentionMask.dense_allowed(np.ones((T, S - 1), bool)))
+  with pytest.raises(ValueError, match=r"field kv_len has shape \(3,\); expected \[\] or \[B\]"):
+    attn.attention(q, k, v, AttentionMask.key_prefix(np.array([1, 2, 3])))
   with pytest.raises(ValueError, match="two block-causal"):
     _ = AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.block_causal(Q_BLOCK,
                                                                                    KV_BLOCK)

@@ -29,13 +29,15 @@ def _inputs(config, pairs, seed=0):
   return src, tgt, sigma, cam, text
 
 
+@pytest.mark.parametrize("explicit_index", [False, True])   # key-prefix mask / key_valid mask
 @pytest.mark.parametrize("chunk_pairs,num_chunks,sink,window", [
     (3, 3, 0, 0),        # unlimited: the cache holds every chunk
     (1, 4, 0, 0),
     (3, 4, 1, 1),        # rolling window + sink; 4 chunks through a 2-block ring
     (1, 6, 1, 2),        # 6 chunks through a 3-block ring (wraps twice)
 ])
-def test_cached_chunks_equal_full_block_causal(tiny, chunk_pairs, num_chunks, sink, window):
+def test_cached_chunks_equal_full_block_causal(tiny, chunk_pairs, num_chunks, sink, window,
+                                               explicit_index):
   config, graphdef, params = tiny
   pairs = chunk_pairs * num_chunks
   src, tgt, sigma, cam, text = _inputs(config, pairs, seed=chunk_pairs + window)
@@ -54,7 +56,11 @@ def test_cached_chunks_equal_full_block_causal(tiny, chunk_pairs, num_chunks, si
   @jax.jit
   def step_and_commit(params, cache, xs):
     model = st.merge(graphdef, params)
-    v = causal.chunk_step(model, cache, *xs, text)
+    # A stream (no index, no window) reads the cache as a key prefix; naming the chunk and
+    # window takes the general per-slot visibility mask instead. Both must agree.
+    kw = dict(chunk_index=cache.num_chunks, window_chunks=cache.window_chunks) if (
+        explicit_index) else {}
+    v = causal.chunk_step(model, cache, *xs, text, **kw)
     return v, causal.commit(model, cache, *xs, text)
 
   ref = np.asarray(full(params))

@@ -200,13 +200,19 @@ def test_extra_kv_reproduces_block_causal_forward():
   second = apply(state, x[:, 2:], t[:, 2:], ctx, frame_pos=pos, extra_kv=kv)
   np.testing.assert_allclose(np.asarray(first), full[:, :2], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(np.asarray(second), full[:, 2:], rtol=1e-5, atol=1e-5)
-  # A static cache buffer: 3 garbage slots + the real ones, masked by kv_valid.
+  # A static cache buffer: 3 garbage slots + the real ones, masked by kv_valid (keys are
+  # [current (2p) ; cache (3 + 2p)]).
   junk = jnp.full(kv.k.shape[:2] + (3,) + kv.k.shape[3:], 7.0)
   padded = KV(jnp.concatenate([junk, kv.k], 2), jnp.concatenate([junk, kv.v], 2))
-  valid = np.array([[False] * 3 + [True] * (4 * p)])
+  valid = np.array([[True] * (2 * p) + [False] * 3 + [True] * (2 * p)])
   masked = apply(state, x[:, 2:], t[:, 2:], ctx, frame_pos=pos, extra_kv=padded,
                  mask=AttentionMask.key_valid(valid))
   np.testing.assert_allclose(np.asarray(masked), full[:, 2:], rtol=1e-5, atol=1e-5)
+  # The same buffer filled from the front (real slots, then junk): a key-prefix length.
+  front = KV(jnp.concatenate([kv.k, junk], 2), jnp.concatenate([kv.v, junk], 2))
+  prefix = apply(state, x[:, 2:], t[:, 2:], ctx, frame_pos=pos, extra_kv=front,
+                 mask=AttentionMask.key_prefix(4 * p))
+  np.testing.assert_allclose(np.asarray(prefix), full[:, 2:], rtol=1e-5, atol=1e-5)
 
 
 def test_layer_loop_and_remat_keep_values_and_gradients():

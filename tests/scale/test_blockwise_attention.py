@@ -30,6 +30,7 @@ def _masks(S=20):
       "allowed": AttentionMask.dense_allowed(r.uniform(size=(T, S)) > 0.2),
       "causal+valid": (AttentionMask.block_causal(np.arange(T) // 4 + 2, np.arange(S) // 4)
                        & AttentionMask.key_valid(valid)),
+      "key_prefix": AttentionMask.key_prefix(np.array([S - 3, S // 2])),
   }
 
 
