@@ -3,14 +3,15 @@
 #
 #   bash launch/gpu_bench.sh [RESULTS_DIR]     # default: $OUT if set, else docs/results
 #
-# Writes three benchmark records (realcam_jax/bench/record.py), at most 8 minutes in all
-# (plus 2.5 if cuDNN refuses the student's masked attention and it falls back to xla):
+# Writes three benchmark records (realcam_jax/bench/record.py), about 3 minutes on one H100
+# (each step has a time limit; at most 8 minutes, plus 2.5 if cuDNN refuses the student's
+# attention and it falls back to xla):
 #   gpu_dit.json           DiT forward at 42 latent frames of 60x104 (65,520 tokens):
 #                          compile, forward, tokens/s, model FLOP/s and MFU (vs 989 TFLOP/s
 #                          dense bf16 for H100 SXM / H200), best attention kernel that
 #                          compiles (cudnn, then xla, then dot_product)
-#   gpu_stream.json        `realcam bench` of the streaming student (rolling window, 1x the
-#                          training length): per-chunk latency and generated frames/s
+#   gpu_stream.json        `realcam bench` of the streaming student (rolling window, 1x and 3x
+#                          the training length): per-chunk latency and generated frames/s
 #   gpu_train_memory.json  compile-time memory_analysis() of the teacher training step
 #                          (batch 1, remat full, AdamW) on this device
 # Then copy them to docs/results/ and run: python launch/make_benchmarks_doc.py
@@ -48,9 +49,13 @@ step() {  # step NAME SECONDS CMD... : runs CMD under a time limit, logs, counts
 step dit 150 "$PY" launch/bench_dit.py --config configs/dit.py:wan2_1_1_3b "${BF16[@]}" \
   --attention best --iters 5 --warmup 1 --results "$RESULTS/gpu_dit.json" || failed=$((failed + 1))
 
+step train_memory 120 "$PY" launch/bench_train_memory.py --config configs/teacher.py:wan2_1_1_3b \
+  --remats full --attention best --results "$RESULTS/gpu_train_memory.json" \
+  || failed=$((failed + 1))
+
 stream() {  # stream ATTENTION LIMIT
   step "stream ($1)" "$2" "$PY" -m realcam_jax.cli bench --config student:wan2_1_1_3b \
-    --size 480x832 --systems student_window --lengths 1 --note "" --out "$WORK/bench" \
+    --size 480x832 --systems student_window --lengths 1,3 --note "" --out "$WORK/bench" \
     --results "$RESULTS/gpu_stream.json" "${BF16[@]}" --config.model.attention_impl="$1"
 }
 stream cudnn 210
@@ -61,9 +66,6 @@ elif [ "$rc" -ne 0 ]; then
   failed=$((failed + 1))
 fi
 
-step train_memory 120 "$PY" launch/bench_train_memory.py --config configs/teacher.py:wan2_1_1_3b \
-  --remats full --attention best --results "$RESULTS/gpu_train_memory.json" \
-  || failed=$((failed + 1))
 
 echo "records in $RESULTS; log $LOG; $failed step(s) failed" | tee -a "$LOG"
 exit "$failed"

@@ -27,7 +27,7 @@ use random weights (speed does not depend on the values). FLOPs are the model's 
 count (`realcam_jax/models/flops.py`, checked against every `dot_general` in the jaxpr);
 MFU = achieved model FLOP/s / the chip's dense bf16 peak (989 TFLOP/s for H100 SXM and
 H200)."""
-GPU_NOTE = "no GPU has been available to this project yet (as of 2026-11-26)"
+GPU_NOTE = "no GPU was available when this document was generated"
 GPU_SCRIPT = "bash launch/gpu_bench.sh"
 
 
@@ -94,18 +94,27 @@ SECTIONS = (
                    "not measured yet (ablation: student trained without LoopAug; "
                    "`python launch/train_demo.py` trains it after the bundled models)"))),
     Section("Full size on a GPU (`wan2_1_1_3b`, 480x832, bf16)",
-            f"All three records come from one script, `{GPU_SCRIPT}` (about 8 minutes on one "
-            "H100 or H200; it stops at once on a machine without a GPU), with the best "
-            "attention kernel that compiles (cuDNN first).",
+            f"`gpu_dit`, `gpu_stream` and `gpu_train_memory` come from one script, "
+            f"`{GPU_SCRIPT}` (about 3 minutes on one H100; it stops at once on a machine "
+            "without a GPU), with the best attention kernel that compiles (cuDNN first). "
+            "The records keep the command as it ran there (results written to the device "
+            "machine's output folder, then copied to docs/results/). `gpu_stream_dense_mask` "
+            "is the streaming baseline before the KV cache was read as a key-prefix length, "
+            "run on the same machine right after `gpu_stream`.",
             (Entry("gpu_dit", "python launch/bench_dit.py --config configs/dit.py:wan2_1_1_3b "
                    "--config.model.dtype=bfloat16 --config.model.param_dtype=bfloat16 "
                    "--attention best --iters 5 --warmup 1 --results docs/results/gpu_dit.json",
                    f"not measured yet: {GPU_NOTE}"),
              Entry("gpu_stream", "realcam bench --config student:wan2_1_1_3b --size 480x832 "
-                   "--systems student_window --lengths 1 --out runs/bench_gpu "
+                   "--systems student_window --lengths 1,3 --out runs/bench_gpu "
                    "--results docs/results/gpu_stream.json --config.model.dtype=bfloat16 "
                    "--config.model.param_dtype=bfloat16 --config.model.attention_impl=cudnn",
                    f"not measured yet: {GPU_NOTE}"),
+             Entry("gpu_stream_dense_mask", "git checkout 187c2d9 && realcam bench --config "
+                   "student:wan2_1_1_3b --size 480x832 --systems student_window --lengths 1 "
+                   "--out runs/bench_gpu_old --results docs/results/gpu_stream_dense_mask.json "
+                   "--config.model.dtype=bfloat16 --config.model.param_dtype=bfloat16 "
+                   "--config.model.attention_impl=cudnn", f"not measured yet: {GPU_NOTE}"),
              Entry("gpu_train_memory", "python launch/bench_train_memory.py --config "
                    "configs/teacher.py:wan2_1_1_3b --remats full --attention best "
                    "--results docs/results/gpu_train_memory.json",

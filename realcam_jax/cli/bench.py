@@ -134,9 +134,10 @@ def run(args, overrides) -> int:
   if args.dry_run:
     return dry_run(args, config, lengths)
   teacher_name, teachers = teacher_configs(args, config)
+  from realcam_jax.bench import record as bench_record
   results = {"command": getattr(args, "command_line", "realcam bench"),
              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-             "machine": report.machine(), "config": args.config, "teacher_config": teacher_name,
+             "machine": bench_record.machine(), "config": args.config, "teacher_config": teacher_name,
              "fps_target": 15.0, "note": args.note or None, "systems": {}}
   config, graphdef, params, vae = render_cli.load(  # random weights: no warning needed
       types.SimpleNamespace(student=None, vae=None), config, out=io.StringIO())
