@@ -12,11 +12,14 @@ Stages (each a plain command you can also run by hand; see `--dry-run`):
   teacher  launch/train.py + export    interleaved teacher -> checkpoints/teacher_demo
   student  launch/train.py + export    ODE init + DMD from the teacher -> checkpoints/student_demo
   prefix   launch/train.py + export    prefix-layout baseline -> checkpoints/prefix_demo
+  eval     realcam eval                the main table of docs/benchmarks.md (student, teacher,
+                                       prefix, copy-source; docs/results/eval_demo.json)
   chunk1   launch/train.py + export    student ablation, chunks of 1 frame pair (runs/chunk1_demo;
                                        reuses the student's ODE pairs, same schedule)
   no_loopaug  (the same)               student ablation without LoopAug (runs/no_loopaug_demo;
                                        its own ODE pairs: LoopAug changes the data)
-  eval     realcam eval                the tables of docs/benchmarks.md (docs/results/eval_demo*.json)
+  eval_ablations  realcam eval         the ablation tables (docs/results/eval_demo_{chunk1,
+                                       no_loopaug}.json)
 
 The demo takes hours of CPU time: kill it (or let a session end) at any point and run
 the same command again: training resumes from its last Orbax checkpoint, finished
@@ -42,8 +45,8 @@ import time
 FINISHED_MARK = "realcam-train: finished at step"   # printed by launch/train.py
 PROVENANCE = "provenance.json"
 BUNDLED = ("vae", "teacher", "student", "prefix")   # stages whose export is checkpoints/NAME_demo
-STAGES = ("data", "vae", "latents", "teacher", "student", "prefix", "chunk1", "no_loopaug",
-          "eval")
+STAGES = ("data", "vae", "latents", "teacher", "student", "prefix", "eval", "chunk1",
+          "no_loopaug", "eval_ablations")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -113,9 +116,14 @@ def plan(args) -> dict:
       "chunk1": (os.path.join(abl["chunk1"], "export"), ablation("chunk1", [
           "--config.student.ode_pairs_dir=" + os.path.join(r, "student_demo", "ode_pairs")])),
       "no_loopaug": (os.path.join(abl["no_loopaug"], "export"), ablation("no_loopaug", [])),
-      # The main table (every system, every length), then chunk size and LoopAug on the
-      # lengths where they differ (the training length and the true loop).
+      # The main table (every system, every length) as soon as its models exist, then chunk
+      # size and LoopAug on the lengths where they differ (the training length, the true loop).
       "eval": (os.path.join(results, "eval_demo.json"), [
+          ("eval", evaluate("student:demo", [
+              "--student", ck["student"], "--teacher", ck["teacher"], "--prefix", ck["prefix"]],
+              "eval_demo", os.path.join(results, "eval_demo.json"))),
+          ("doc", _py("make_benchmarks_doc.py"))]),
+      "eval_ablations": (os.path.join(results, "eval_demo_no_loopaug.json"), [
           ("eval-chunk1", evaluate("student:demo,chunk1", [
               "--systems", "student", "--student", os.path.join(abl["chunk1"], "export"),
               "--lengths", "short,loop"], "eval_chunk1", os.path.join(results,
@@ -124,9 +132,6 @@ def plan(args) -> dict:
               "--systems", "student", "--student", os.path.join(abl["no_loopaug"], "export"),
               "--lengths", "short,loop"], "eval_no_loopaug",
               os.path.join(results, "eval_demo_no_loopaug.json"))),
-          ("eval", evaluate("student:demo", [
-              "--student", ck["student"], "--teacher", ck["teacher"], "--prefix", ck["prefix"]],
-              "eval_demo", os.path.join(results, "eval_demo.json"))),
           ("doc", _py("make_benchmarks_doc.py"))]),
   }
 
@@ -244,9 +249,8 @@ def main(argv=None):
         print(f"[{stage}] " + (f"wrote {path}" if path else "no logged commands"))
     return 0
   stages = [args.only] if args.only else STAGES[:STAGES.index(args.until) + 1]
-  for stage, (done, steps) in plans.items():
-    if stage not in stages:
-      continue
+  for stage in stages:              # in STAGES order
+    done, steps = plans[stage]
     if os.path.exists(_abs(done)):
       print(f"[{stage}] done ({done} exists)")
       continue

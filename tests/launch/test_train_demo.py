@@ -22,8 +22,8 @@ def test_dry_run_lists_every_stage_and_skips_finished_ones(tmp_path, capsys):
   order = [line.split("]")[0][1:] for line in out.splitlines() if "]" in line and ":" in line
            and "done" not in line]
   assert order == ["data", "latents", "teacher", "teacher", "student", "student", "prefix",
-                   "prefix", "chunk1", "chunk1", "no_loopaug", "no_loopaug", "eval", "eval",
-                   "eval", "eval"]
+                   "prefix", "eval", "eval", "chunk1", "chunk1", "no_loopaug", "no_loopaug",
+                   "eval_ablations", "eval_ablations", "eval_ablations"]
   assert "configs/teacher.py:demo,prefix" in out
   assert f"--config.student.teacher_ckpt={ck / 'teacher_demo'}" in out
   # chunk1 reuses the student's ODE pairs (same settings); no_loopaug cannot (other data).
@@ -34,10 +34,10 @@ def test_dry_run_lists_every_stage_and_skips_finished_ones(tmp_path, capsys):
   # Every eval record is one docs/benchmarks.md expects (same command and output names).
   from realcam_jax.bench import benchdoc
   entries = {e.name: e.command for sec in benchdoc.SECTIONS for e in sec.entries}
-  for label, name in [("eval-chunk1", "eval_demo_chunk1"), ("eval-no-loopaug",
-                                                           "eval_demo_no_loopaug"),
-                      ("eval", "eval_demo")]:
-    assert f"--results docs/results/{name}.json" in lines[f"eval {label}"]
+  for stage_label, name in [("eval_ablations eval-chunk1", "eval_demo_chunk1"),
+                            ("eval_ablations eval-no-loopaug", "eval_demo_no_loopaug"),
+                            ("eval eval", "eval_demo")]:
+    assert f"--results docs/results/{name}.json" in lines[stage_label]
     assert name in entries
   assert not (tmp_path / "runs" / "pipeline.jsonl").exists()     # dry run: nothing logged
 
