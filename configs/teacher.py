@@ -1,7 +1,10 @@
 """Teacher training: `configs/teacher.py:SIZE[,ABLATION...]`.
 
 SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
-  prefix       ReCamMaster prefix layout (the baseline), same code and weights
+  prefix       ReCamMaster's baseline: prefix layout with sequential frame positions
+               (sources 0..F-1, targets F..2F-1, as frame concatenation gives), same
+               code; with pair RoPE "shared" the prefix layout is only a permutation
+               of the interleaved tokens and computes the same function
   sequential   pair RoPE (2i, 2i+1) instead of a shared temporal index
   plucker      Plücker-ray camera encoding instead of the 12-d pose
   no_motion    motion-loss weight a = 0
@@ -16,7 +19,7 @@ import ml_collections
 from configs import common
 
 ABLATIONS = {
-    "prefix": lambda c: setattr(c.model, "layout", "prefix"),
+    "prefix": lambda c: c.model.update(layout="prefix", pair_rope="sequential"),
     "sequential": lambda c: setattr(c.model, "pair_rope", "sequential"),
     "plucker": lambda c: setattr(c.model, "camera_encoding", "plucker"),
     "no_motion": lambda c: setattr(c.objective, "motion_weight", 0.0),

@@ -58,9 +58,10 @@ def teacher_config(config):
 
 
 def prefix_config(config):
-  """The prefix-layout baseline: the teacher's config with `model.layout = "prefix"`."""
+  """The prefix-layout baseline: the teacher's config as `configs/teacher.py:SIZE,prefix`
+  builds it (prefix layout, sequential frame positions)."""
   c = teacher_config(config).copy_and_resolve_references()
-  c.model.layout = "prefix"
+  c.model.update(layout="prefix", pair_rope="sequential")
   return c
 
 

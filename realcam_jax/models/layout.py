@@ -7,7 +7,9 @@ attention pattern change.
 
 RoPE temporal index per frame (`pair_rope`):
   shared      source i and target i both get index i (a learned stream embedding
-              tells them apart). In the prefix layout, too, s_i and t_i share i.
+              tells them apart). In the prefix layout, too, s_i and t_i share i:
+              every token keeps its interleaved position, so prefix + shared is a
+              permutation of interleaved + shared and computes the same function.
   sequential  the frame's position in the sequence (interleaved: 2i and 2i+1;
               prefix: i and f+i).
 """

@@ -45,3 +45,52 @@ def test_bad_names_raise():
     layout.frame_positions(2, "interleaved", "rotary")
   with pytest.raises(ValueError, match="same shape"):
     layout.combine(jnp.zeros((1, 2)), jnp.zeros((1, 3)), "prefix")
+
+
+def _tiny_velocity(model_update, params=None):
+  """Target velocity of the tiny teacher (source skip on, non-zero camera layers) under
+  `model_update`, with the same weights (`params`) for every layout."""
+  import jax
+  from flax import nnx
+
+  from realcam_jax.config import get_config
+  from realcam_jax.models.realcam import RealCamDiT
+  cfg = get_config("teacher:tiny").model
+  cfg.update(source_skip=True, **model_update)
+  model = RealCamDiT(cfg, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(model)
+  if params is None:   # randomise the zero-initialised layers so every path matters
+    leaves, treedef = jax.tree.flatten(state)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    params = treedef.unflatten([x + 0.05 * jax.random.normal(k, x.shape, x.dtype)
+                                for x, k in zip(leaves, keys)])
+  model = nnx.merge(graphdef, params)
+  rng = np.random.default_rng(0)
+  b, f, h, w, c = 1, 3, 4, 4, cfg.in_channels
+  src = jnp.asarray(rng.normal(size=(b, f, h, w, c)), jnp.float32)
+  tgt = jnp.asarray(rng.normal(size=(b, f, h, w, c)), jnp.float32)
+  cam = jnp.asarray(rng.normal(size=(b, f, 12)), jnp.float32)
+  sigma = jnp.full((b, f), 0.7, jnp.float32)
+  v = model(src, tgt, sigma, cam)
+  return layout.split(v, cfg.layout)[1], params
+
+
+def test_prefix_with_shared_rope_is_a_permutation_of_interleaved():
+  # Attention is permutation-equivariant: with the same positions per token the prefix
+  # layout computes exactly what the interleaved one does. That is why the ReCamMaster
+  # baseline (configs/teacher.py:SIZE,prefix) uses sequential positions.
+  ref, params = _tiny_velocity(dict(layout="interleaved", pair_rope="shared"))
+  same, _ = _tiny_velocity(dict(layout="prefix", pair_rope="shared"), params)
+  base, _ = _tiny_velocity(dict(layout="prefix", pair_rope="sequential"), params)
+  np.testing.assert_allclose(same, ref, atol=1e-5, rtol=1e-5)
+  assert float(jnp.max(jnp.abs(base - ref))) > 1e-3
+
+
+def test_prefix_ablation_is_the_recammaster_baseline():
+  from realcam_jax.config import get_config
+  from realcam_jax.eval import systems
+  for spec in ("teacher:demo,prefix", "teacher:tiny,prefix"):
+    m = get_config(spec).model
+    assert (m.layout, m.pair_rope) == ("prefix", "sequential")
+  m = systems.prefix_config(get_config("student:tiny")).model
+  assert (m.layout, m.pair_rope) == ("prefix", "sequential")
