@@ -11,6 +11,8 @@ checks the file.
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Callable
 
 from realcam_jax.bench import record
 
@@ -44,6 +46,73 @@ class Section:
   title: str
   about: str
   entries: tuple[Entry, ...] = ()
+  summary: Callable[[dict], list[str]] | None = None   # lines after the entries, from records
+
+
+# The student ablations side by side: (row label, eval record, LoopAug in its training).
+# Chunk size is read from each record (its student's info), not assumed.
+ABLATION_ROWS = (("student (bundled)", "eval_demo", True),
+                 ("ablation: chunk1", "eval_demo_chunk1", True),
+                 ("ablation: no_loopaug", "eval_demo_no_loopaug", False))
+
+
+def _num(x) -> float:
+  """A metric from a record's numbers (None / "nan" / "inf" strings allowed) as a float."""
+  if x is None:
+    return math.nan
+  return float(x)
+
+
+def _cell(x: float, fmt: str) -> str:
+  return "—" if math.isnan(x) else fmt.format(x)
+
+
+def _student_metrics(rec: dict) -> dict | None:
+  """{chunk_pairs, steps, short, loop} of the `student` system of an eval record."""
+  n = rec.get("numbers") or {}
+  per = (n.get("results") or {}).get("student")
+  if per is None:
+    return None
+  info = n["systems"]["student"]["info"]
+  pick = lambda length: {k: _num(per.get(length, {}).get(k))  # noqa: E731
+                         for k in ("psnr", "ssim", "loop_mae")}
+  lengths = n.get("lengths", {})
+  return dict(chunk_pairs=info.get("chunk_pairs"), steps=info.get("steps"),
+              short=pick("short"), loop=pick("loop"),
+              short_frames=lengths.get("short", {}).get("frames"),
+              loop_frames=lengths.get("loop", {}).get("frames"),
+              scenes=len(n.get("seeds", ())))
+
+
+def ablation_summary(records: dict) -> list[str]:
+  """The student vs its ablations (chunk size, LoopAug) in one table, with differences to
+  the bundled student; [] unless the main table and at least one ablation exist."""
+  rows = [(label, _student_metrics(records[name]), loopaug)
+          for label, name, loopaug in ABLATION_ROWS if name in records]
+  rows = [r for r in rows if r[1] is not None]
+  if len(rows) < 2 or rows[0][0] != ABLATION_ROWS[0][0]:
+    return []
+  base = rows[0][1]
+  lines = ["### Student ablations side by side", "",
+           f"The `student` rows of the tables above (same {base['scenes']} held-out scenes, "
+           "same noise): PSNR / SSIM on the "
+           f"{base['short_frames']}-frame videos and the {base['loop_frames']}-frame true loops, "
+           "and the loop-closure error (static-region MAE between frames at the same pose "
+           "before and after the loop; lower is better). Differences are to the bundled "
+           "student.", "",
+           "| system | chunk (frame pairs) | LoopAug | PSNR / SSIM | Δ PSNR | loop PSNR / SSIM "
+           "| loop-closure MAE | Δ MAE |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+  for label, m, loopaug in rows:
+    s, lp = m["short"], m["loop"]
+    d_psnr = s["psnr"] - base["short"]["psnr"]
+    d_mae = lp["loop_mae"] - base["loop"]["loop_mae"]
+    lines.append(
+        f"| {label} | {m['chunk_pairs']} | {'yes' if loopaug else 'no'} | "
+        f"{_cell(s['psnr'], '{:.2f}')} / {_cell(s['ssim'], '{:.3f}')} | "
+        f"{_cell(d_psnr, '{:+.2f}')} | {_cell(lp['psnr'], '{:.2f}')} / "
+        f"{_cell(lp['ssim'], '{:.3f}')} | {_cell(lp['loop_mae'], '{:.4f}')} | "
+        f"{_cell(d_mae, '{:+.4f}')} |")
+  return lines + [""]
 
 
 SECTIONS = (
@@ -92,7 +161,8 @@ SECTIONS = (
                    "checkpoints/vae_demo --lengths short,loop --out runs/eval_no_loopaug "
                    "--results docs/results/eval_demo_no_loopaug.json",
                    "not measured yet (ablation: student trained without LoopAug; "
-                   "`python launch/train_demo.py` trains it after the bundled models)"))),
+                   "`python launch/train_demo.py` trains it after the bundled models)")),
+            ablation_summary),
     Section("Full size on a GPU (`wan2_1_1_3b`, 480x832, bf16)",
             f"`gpu_dit`, `gpu_stream` and `gpu_train_memory` come from one script, "
             f"`{GPU_SCRIPT}` (about 3 minutes on one H100; it stops at once on a machine "
@@ -154,6 +224,8 @@ def render(records: dict[str, dict]) -> str:
     lines += [f"## {s.title}", "", s.about, ""]
     for e in s.entries:
       lines += describe_record(records[e.name]) if e.name in records else describe_missing(e)
+    if s.summary is not None:
+      lines += s.summary(records)
   others = sorted(set(records) - known_names())
   if others:
     lines += ["## Other records", ""]

@@ -194,3 +194,39 @@ def test_dit_probe_falls_back_to_the_next_attention_kernel():
            forward_s_median=0.5, forward_s_min=0.4, tokens_per_s=128.0, model_flops=4.9e14,
            achieved_flops_per_s=4.945e14, mfu=0.5)
   assert "| 50.0% |" in dit.table(r)
+
+
+def _eval_record(name, chunk_pairs, short_psnr, loop_mae):
+  numbers = {"seeds": [1, 2, 3], "lengths": {"short": {"frames": 33}, "loop": {"frames": 69}},
+             "systems": {"student": {"info": {"chunk_pairs": chunk_pairs, "steps": 4}},
+                         "copy_source": {"info": {}}},
+             "results": {"student": {"short": {"psnr": short_psnr, "ssim": 0.5, "loop_mae": None},
+                                     "loop": {"psnr": 20.0, "ssim": 0.4, "loop_mae": loop_mae}},
+                         "copy_source": {"short": {"psnr": 1.0, "ssim": 0.1, "loop_mae": None},
+                                         "loop": {"psnr": 2.0, "ssim": 0.2,
+                                                  "loop_mae": 0.9}}}}
+  return record.make_record(name, f"title of {name}", "realcam eval", numbers, "| a |\n|---|",
+                            machine_info=CPU, date="2026-11-27T04:00:00+00:00")
+
+
+def test_ablation_summary_compares_the_student_rows(tmp_path):
+  main = _eval_record("eval_demo", 3, 19.5, 0.05)
+  chunk1 = _eval_record("eval_demo_chunk1", 1, 18.75, 0.0625)
+  no_loop = _eval_record("eval_demo_no_loopaug", 3, 19.25, "nan")
+  for rec in (main, chunk1, no_loop):            # through the JSON files, as the doc reads them
+    record.write_record(str(tmp_path / f"{rec['name']}.json"), rec)
+  records = record.load_records(str(tmp_path))
+  lines = benchdoc.ablation_summary(records)
+  rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+          for ln in lines if ln.startswith("| ") and "---" not in ln and "system" not in ln}
+  assert rows["student (bundled)"] == ["3", "yes", "19.50 / 0.500", "+0.00", "20.00 / 0.400",
+                                       "0.0500", "+0.0000"]
+  assert rows["ablation: chunk1"][:4] == ["1", "yes", "18.75 / 0.500", "-0.75"]
+  assert rows["ablation: chunk1"][5:] == ["0.0625", "+0.0125"]
+  assert rows["ablation: no_loopaug"][1] == "no" and rows["ablation: no_loopaug"][5:] == ["—", "—"]
+  assert "33-frame videos and the 69-frame true loops" in "\n".join(lines)
+  text = benchdoc.render(records)
+  assert text.index("### Student ablations side by side") > text.index("title of eval_demo_no")
+  # Nothing to compare without the main table or without any ablation.
+  assert benchdoc.ablation_summary({"eval_demo_chunk1": chunk1}) == []
+  assert benchdoc.ablation_summary({"eval_demo": main}) == []
