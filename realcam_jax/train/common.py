@@ -26,6 +26,19 @@ def jit_train_step(step, state_shardings, mesh, batch_example: Mapping[str, Any]
                  donate_argnums=(0,))
 
 
+def gradient_step(loss_fn, state, optimizer: optax.GradientTransformation, *args):
+  """One optimizer step on `loss_fn(params, *args) -> (loss, metrics)`.
+
+  Returns the next state (same TrainState type, step + 1) and the metrics with the
+  gradient's global norm added as `grad_norm`.
+  """
+  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *args)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return (state.replace(step=state.step + 1, params=params, opt_state=opt_state),
+          dict(metrics, grad_norm=optax.tree.norm(grads)))
+
+
 class BoundStep:
   """`jitted(state, *bound, batch)` called as `step(state, batch)` (teacher params bound).
 

@@ -27,7 +27,7 @@ from realcam_jax.models import layout
 from realcam_jax.models.camera_features import camera_features
 from realcam_jax.models.realcam import RealCamDiT
 from realcam_jax.train import state as st
-from realcam_jax.train.common import jit_train_step, make_optimizer
+from realcam_jax.train.common import gradient_step, jit_train_step, make_optimizer
 
 
 def build_model(config) -> Callable[[nnx.Rngs], RealCamDiT]:
@@ -68,12 +68,7 @@ def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):
 
   def step(state: st.TrainState, batch: dict):
     key = jax.random.fold_in(root, state.step)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, graphdef, config, batch, key)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    return st.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return gradient_step(loss_fn, state, optimizer, graphdef, config, batch, key)
 
   return step
 

@@ -36,7 +36,7 @@ from realcam_jax import sharding
 from realcam_jax.atomic import atomic_file
 from realcam_jax.models.vae import WanVAE, create_vae, sample_posterior
 from realcam_jax.train import state as st
-from realcam_jax.train.common import jit_train_step, make_optimizer
+from realcam_jax.train.common import gradient_step, jit_train_step, make_optimizer
 
 EVAL_SEED_OFFSET = 1_000_000  # held-out scenes: seeds data.seed + EVAL_SEED_OFFSET + i
 
@@ -153,12 +153,7 @@ def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):
 
   def step(state: st.TrainState, batch: dict):
     key = jax.random.fold_in(root, state.step)
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, graphdef, config, batch, key)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return (st.TrainState(step=state.step + 1, params=params, opt_state=opt_state),
-            dict(metrics, grad_norm=optax.tree.norm(grads)))
+    return gradient_step(loss_fn, state, optimizer, graphdef, config, batch, key)
 
   return step
 
