@@ -47,6 +47,7 @@ PROVENANCE = "provenance.json"
 BUNDLED = ("vae", "teacher", "student", "prefix")   # stages whose export is checkpoints/NAME_demo
 STAGES = ("data", "vae", "latents", "teacher", "student", "prefix", "eval", "chunk1",
           "no_loopaug", "eval_ablations")
+DEFAULT_RESULTS = os.path.join("docs", "results")   # the records docs/benchmarks.md shows
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -82,7 +83,10 @@ def plan(args) -> dict:
   evaluate = lambda config, extra, out, record: (  # noqa: E731
       _realcam() + ["eval", "--config", config, "--vae", ck["vae"], *extra, "--out",
                     os.path.join(r, out), "--overwrite", "--results", record])
-  results = os.path.join("docs", "results")
+  results = args.results_dir
+  doc = _py("make_benchmarks_doc.py")
+  if os.path.normpath(results) != DEFAULT_RESULTS:   # elsewhere: its own document beside it
+    doc += ["--results-dir", results, "--out", os.path.join(results, "benchmarks.md")]
   return {
       "data": (os.path.join(r, "data"), [
           ("build", _realcam() + ["data", "build", "--config", "configs/data.py:demo",
@@ -122,7 +126,7 @@ def plan(args) -> dict:
           ("eval", evaluate("student:demo", [
               "--student", ck["student"], "--teacher", ck["teacher"], "--prefix", ck["prefix"]],
               "eval_demo", os.path.join(results, "eval_demo.json"))),
-          ("doc", _py("make_benchmarks_doc.py"))]),
+          ("doc", doc)]),
       "eval_ablations": (os.path.join(results, "eval_demo_no_loopaug.json"), [
           ("eval-chunk1", evaluate("student:demo,chunk1", [
               "--systems", "student", "--student", os.path.join(abl["chunk1"], "export"),
@@ -132,7 +136,7 @@ def plan(args) -> dict:
               "--systems", "student", "--student", os.path.join(abl["no_loopaug"], "export"),
               "--lengths", "short,loop"], "eval_no_loopaug",
               os.path.join(results, "eval_demo_no_loopaug.json"))),
-          ("doc", _py("make_benchmarks_doc.py"))]),
+          ("doc", doc)]),
   }
 
 
@@ -229,6 +233,9 @@ def main(argv=None):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--runs", default="runs", help="datasets and training workdirs")
   p.add_argument("--checkpoints", default="checkpoints", help="exported models")
+  p.add_argument("--results-dir", "--results_dir", dest="results_dir", default=DEFAULT_RESULTS,
+                 help="where the eval stages write their records (docs/benchmarks.md reads "
+                      "docs/results; another folder gets its own benchmarks.md)")
   p.add_argument("--until", choices=STAGES, default=STAGES[-1])
   p.add_argument("--only", choices=STAGES, default=None, help="run just this stage")
   p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true")

@@ -15,7 +15,9 @@ _spec.loader.exec_module(pipeline)
 def test_dry_run_lists_every_stage_and_skips_finished_ones(tmp_path, capsys):
   ck = tmp_path / "ck"
   (ck / "vae_demo").mkdir(parents=True)
-  rc = pipeline.main(["--runs", str(tmp_path / "runs"), "--checkpoints", str(ck), "--dry-run"])
+  results = tmp_path / "results"   # not docs/results: the repository's records exist there
+  rc = pipeline.main(["--runs", str(tmp_path / "runs"), "--checkpoints", str(ck), "--dry-run",
+                      "--results-dir", str(results)])
   assert rc == 0
   out = capsys.readouterr().out
   assert f"[vae] done ({ck / 'vae_demo'} exists)" in out
@@ -37,8 +39,9 @@ def test_dry_run_lists_every_stage_and_skips_finished_ones(tmp_path, capsys):
   for stage_label, name in [("eval_ablations eval-chunk1", "eval_demo_chunk1"),
                             ("eval_ablations eval-no-loopaug", "eval_demo_no_loopaug"),
                             ("eval eval", "eval_demo")]:
-    assert f"--results docs/results/{name}.json" in lines[stage_label]
-    assert name in entries
+    assert f"--results {results / name}.json" in lines[stage_label]
+    assert f"--results docs/results/{name}.json" in entries[name]   # the default folder
+  assert f"--results-dir {results} --out {results / 'benchmarks.md'}" in lines["eval doc"]
   assert not (tmp_path / "runs" / "pipeline.jsonl").exists()     # dry run: nothing logged
 
 
