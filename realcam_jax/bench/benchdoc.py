@@ -112,7 +112,28 @@ def ablation_summary(records: dict) -> list[str]:
         f"{_cell(d_psnr, '{:+.2f}')} | {_cell(lp['psnr'], '{:.2f}')} / "
         f"{_cell(lp['ssim'], '{:.3f}')} | {_cell(lp['loop_mae'], '{:.4f}')} | "
         f"{_cell(d_mae, '{:+.4f}')} |")
-  return lines + [""]
+  return lines + [""] + _claims(records, dict((label, m) for label, m, _ in rows))
+
+
+def _claims(records: dict, rows: dict) -> list[str]:
+  """The two claims the student issue asks about, read off the numbers (yes or no)."""
+  out = []
+  res = records["eval_demo"]["numbers"].get("results", {})
+  if "teacher" in res:
+    gaps = {length: _num(res["teacher"][length]["psnr"]) - _num(res["student"][length]["psnr"])
+            for length in res["student"] if length in res["teacher"]}
+    worst = max(gaps, key=lambda k: gaps[k])
+    holds = "holds" if gaps[worst] <= 1.0 else "does not hold"
+    out.append(f"- Student within 1 dB of the teacher: {holds} (largest gap "
+               f"{gaps[worst]:.2f} dB, at `{worst}`).")
+  if "ablation: no_loopaug" in rows:
+    with_aug = rows["student (bundled)"]["loop"]["loop_mae"]
+    without = rows["ablation: no_loopaug"]["loop"]["loop_mae"]
+    if not (math.isnan(with_aug) or math.isnan(without)):
+      verdict = "yes" if with_aug < without else "no"
+      out.append(f"- LoopAug lowers the loop-closure error: {verdict} ({with_aug:.4f} with, "
+                 f"{without:.4f} without; one training run each).")
+  return out + [""] if out else []
 
 
 SECTIONS = (

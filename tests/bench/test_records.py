@@ -225,6 +225,16 @@ def test_ablation_summary_compares_the_student_rows(tmp_path):
   assert rows["ablation: chunk1"][5:] == ["0.0625", "+0.0125"]
   assert rows["ablation: no_loopaug"][1] == "no" and rows["ablation: no_loopaug"][5:] == ["—", "—"]
   assert "33-frame videos and the 69-frame true loops" in "\n".join(lines)
+  assert not any("LoopAug lowers" in ln for ln in lines)      # no_loopaug's MAE is NaN
+  with_teacher = json.loads(json.dumps(records))
+  res = with_teacher["eval_demo"]["numbers"]["results"]
+  res["teacher"] = {"short": {"psnr": 20.75}, "loop": {"psnr": 20.5}}   # gaps 1.25 / 0.5 dB
+  with_teacher["eval_demo_no_loopaug"]["numbers"]["results"]["student"]["loop"]["loop_mae"] = 0.07
+  claims = benchdoc.ablation_summary(with_teacher)
+  assert "- Student within 1 dB of the teacher: does not hold (largest gap 1.25 dB, at `short`)." \
+      in claims
+  assert any(ln.startswith("- LoopAug lowers the loop-closure error: yes (0.0500 with, 0.0700")
+             for ln in claims)
   text = benchdoc.render(records)
   assert text.index("### Student ablations side by side") > text.index("title of eval_demo_no")
   # Nothing to compare without the main table or without any ablation.
