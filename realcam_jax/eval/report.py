@@ -66,7 +66,8 @@ def to_jsonable(x):
   return x
 
 
-def _fmt(value, fmt: str) -> str:
+def format_metric(value, fmt: str) -> str:
+  """`fmt` of a metric; "—" for a missing or NaN one, "inf" / "-inf" for infinite ones."""
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "—"
   if isinstance(value, float) and math.isinf(value):
@@ -104,7 +105,7 @@ def markdown(results: dict) -> str:
               "|---|" + "---:|" * len(cols)]
     for name, per in results["results"].items():
       r = per[length]
-      lines.append(f"| {name} | " + " | ".join(_fmt(r[k], f) for k, _, f in cols) + " |")
+      lines.append(f"| {name} | " + " | ".join(format_metric(r[k], f) for k, _, f in cols) + " |")
     lines += _view_change_table(results, length)
   return "\n".join(lines) + "\n"
 
@@ -123,7 +124,7 @@ def _length_table(results: dict) -> list[str]:
   lines = ["", f"PSNR (dB) by video length (1x = the training length, {t_frames} frames):", "",
            "| system | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
   for name, per in results["results"].items():
-    lines.append(f"| {name} | " + " | ".join(_fmt(per[n]["psnr"], "{:.2f}") for n in lengths)
+    lines.append(f"| {name} | " + " | ".join(format_metric(per[n]["psnr"], "{:.2f}") for n in lengths)
                  + " |")
   return lines
 
@@ -143,7 +144,7 @@ def _view_change_table(results: dict, length: str) -> list[str]:
   for name in per:
     cells = per[name][length].get("by_view_change", {})
     lines.append(f"| {name} | " + " | ".join(
-        _fmt(cells[b]["psnr"], "{:.2f}") + f" ({cells[b]['scenes']})" if b in cells else "—"
+        format_metric(cells[b]["psnr"], "{:.2f}") + f" ({cells[b]['scenes']})" if b in cells else "—"
         for b in buckets) + " |")
   return lines
 
