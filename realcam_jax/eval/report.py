@@ -124,8 +124,8 @@ def _length_table(results: dict) -> list[str]:
   lines = ["", f"PSNR (dB) by video length (1x = the training length, {t_frames} frames):", "",
            "| system | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
   for name, per in results["results"].items():
-    lines.append(f"| {name} | " + " | ".join(format_metric(per[n]["psnr"], "{:.2f}") for n in lengths)
-                 + " |")
+    lines.append(f"| {name} | " + " | ".join(format_metric(per[n]["psnr"], "{:.2f}")
+                                             for n in lengths) + " |")
   return lines
 
 
@@ -144,8 +144,8 @@ def _view_change_table(results: dict, length: str) -> list[str]:
   for name in per:
     cells = per[name][length].get("by_view_change", {})
     lines.append(f"| {name} | " + " | ".join(
-        format_metric(cells[b]["psnr"], "{:.2f}") + f" ({cells[b]['scenes']})" if b in cells else "—"
-        for b in buckets) + " |")
+        format_metric(cells[b]["psnr"], "{:.2f}") + f" ({cells[b]['scenes']})"
+        if b in cells else "—" for b in buckets) + " |")
   return lines
 
 
