@@ -1,0 +1,1 @@
+"""Text encoders (Wan2.1's umT5-XXL) and their tokenizers."""
