@@ -19,6 +19,16 @@ as in MultiCamVideo, then one of `target_trajectories`. Preset magnitudes are
 scaled by `magnitude`; presets that look at or circle a point get it at the
 horizontal distance to the camera's look-at point, so the scene stays in view.
 
+Near-source targets (`near_fraction` of the target cameras; 0 by default, so the
+dataset's clips and the held-out test split keep their 15-75 deg pairs): the
+camera starts at the source camera's first pose (or within `near_start_jitter`
+of it) and moves away along one of `near_trajectories`, in MultiCamVideo's
+ranges (`NEAR_RANGES`: pan 5-45 deg, tilt 5-30 deg, translations 1/4-1 x the
+distance to the subject, arcs 15-75 deg about it, smoothed random polylines
+through 1-3 points, static, or following the source camera exactly), half at
+constant speed and half eased (`eased_progress`). This is where every
+interactive stream and every ReCamMaster preset starts.
+
 A rig is re-drawn (same seed stream, so still deterministic) when a camera
 would dip below `min_height` or come within `clearance` metres of any
 object's motion-swept bounding sphere.
@@ -31,6 +41,7 @@ import numpy as np
 from realcam_jax.camera import presets
 from realcam_jax.camera.intrinsics import intrinsics_from_fov
 from realcam_jax.camera.pose import look_at, make_pose, rotation_x
+from realcam_jax.data.near_source import near_source_path
 from realcam_jax.data.scene import Scene
 
 WORLD_UP = np.array([0.0, 0.0, 1.0])
@@ -38,6 +49,12 @@ RECAM_PATHS = ("pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom
                "translate_up", "translate_down", "arc_left", "arc_right")
 LOOPS = ("out_and_back", "circle")
 OPEN_PATHS = RECAM_PATHS + ("orbit", "dolly", "random_polyline")
+# Near-source families and their magnitude ranges (ReCamMaster's MultiCamVideo data;
+# lengths as multiples of the distance from the camera to its subject).
+NEAR_PATHS = ("static", "follow_source", "pan", "tilt", "translate", "arc", "random_polyline")
+NEAR_RANGES = dict(pan_deg=(5.0, 45.0), tilt_deg=(5.0, 30.0), translate=(0.25, 1.0),
+                   arc_deg=(15.0, 75.0), polyline_points=(1, 3), polyline_step=(0.25, 0.6),
+                   ease_rate=(1.0, 6.0))
 
 DEFAULT_RIG = dict(
     fov_deg=(50.0, 70.0),              # horizontal field of view, shared by all cameras
@@ -54,6 +71,10 @@ DEFAULT_RIG = dict(
     magnitude=(0.6, 1.5),              # scale on preset motion magnitudes
     min_height=0.3,                    # lowest camera height (m)
     clearance=0.5,                     # min distance to any object's swept sphere (m)
+    near_fraction=0.0,                 # share of target cameras that start at the source
+    near_trajectories=NEAR_PATHS,      # their families (see NEAR_RANGES)
+    near_start_jitter=(3.0, 0.15),     # max start offset from the source: (deg, m); half
+                                       # of the near targets start exactly at the source
 )
 
 _MAX_TRIES = 64
@@ -71,17 +92,18 @@ def validate_rig_config(cfg: dict) -> dict:
                    f"{sorted(DEFAULT_RIG)}")
   full = {**DEFAULT_RIG, **cfg}
   known = presets.list_trajectories()
-  for key in ("source_trajectories", "target_trajectories"):
+  for key in ("source_trajectories", "target_trajectories", "near_trajectories"):
     names = full[key]
     if isinstance(names, str):
       names = tuple(n.strip() for n in names.split(",") if n.strip())
     names = tuple(names)
     if not names:
       raise RigError(f"rig config {key} is empty; expected at least one of {known}")
-    bad = [n for n in names if n not in known]
+    allowed = NEAR_PATHS if key == "near_trajectories" else known
+    bad = [n for n in names if n not in allowed]
     if bad:
       raise RigError(f"rig config {key} has unknown trajectory family {bad[0]!r}; "
-                     f"expected names from {known}")
+                     f"expected names from {list(allowed)}")
     full[key] = names
   for key in ("fov_deg", "distance", "elevation_deg", "look_height", "azimuth_change_deg",
               "elevation_change_deg", "distance_scale", "magnitude"):
@@ -94,11 +116,28 @@ def validate_rig_config(cfg: dict) -> dict:
     full[key] = (lo, hi)
   if not (1.0 <= full["fov_deg"][0] and full["fov_deg"][1] < 179.0):
     raise RigError(f"rig config fov_deg={full['fov_deg']}: expected degrees in [1, 179)")
+  if not 0.0 <= float(full["near_fraction"]) <= 1.0:
+    raise RigError(f"rig config near_fraction={full['near_fraction']!r}: expected a share in "
+                   "[0, 1]")
+  try:
+    jit_deg, jit_m = (float(v) for v in full["near_start_jitter"])
+  except (TypeError, ValueError):
+    raise RigError(f"rig config near_start_jitter={full['near_start_jitter']!r}: expected "
+                   "(degrees, metres)") from None
+  if jit_deg < 0 or jit_m < 0:
+    raise RigError(f"rig config near_start_jitter={full['near_start_jitter']!r}: expected "
+                   "non-negative (degrees, metres)")
+  full["near_fraction"], full["near_start_jitter"] = float(full["near_fraction"]), (jit_deg, jit_m)
   if full["distance"][0] <= 0 or full["distance_scale"][0] <= 0:
     raise RigError("rig config distance and distance_scale must be positive")
   if not (-80 <= full["elevation_deg"][0] and full["elevation_deg"][1] <= 80):
     raise RigError(f"rig config elevation_deg={full['elevation_deg']}: expected [-80, 80]")
   return full
+
+
+def trajectory_names() -> list[str]:
+  """Every name a rig can give a camera path: the presets, then "near:<family>"."""
+  return presets.list_trajectories() + [f"near:{n}" for n in NEAR_PATHS]
 
 
 def trajectory_params(name: str, rng, distance: float, scale: float) -> dict:
@@ -138,6 +177,18 @@ def _spherical(center, distance, azimuth, elevation):
                                        np.sin(elevation)])
 
 
+def _level_frame(look, distance, azimuth, elevation):
+  """(level f64[4,4], pitch f64[4,4], horizontal distance to `look`) of a camera at frame 0.
+
+  `level @ pitch` is exactly `look_at(eye, look, WORLD_UP)`.
+  """
+  eye = _spherical(look, distance, azimuth, elevation)
+  ahead = np.array([look[0] - eye[0], look[1] - eye[1], 0.0])
+  level = look_at(eye, eye + ahead, WORLD_UP)
+  pitch = make_pose(rotation_x(-elevation), np.zeros(3))
+  return level, pitch, float(np.linalg.norm(ahead))
+
+
 def _camera_path(look, distance, azimuth, elevation, name, rng, scale, num_frames):
   """World poses f64[T, 4, 4] of a camera looking at `look` and following preset `name`.
 
@@ -146,11 +197,8 @@ def _camera_path(look, distance, azimuth, elevation, name, rng, scale, num_frame
   pans, arcs and orbits turn about the vertical and the horizon stays level.
   Frame 0 is exactly `look_at(eye, look, WORLD_UP)`.
   """
-  eye = _spherical(look, distance, azimuth, elevation)
-  ahead = np.array([look[0] - eye[0], look[1] - eye[1], 0.0])
-  level = look_at(eye, eye + ahead, WORLD_UP)
-  pitch = make_pose(rotation_x(-elevation), np.zeros(3))
-  params = trajectory_params(name, rng, float(np.linalg.norm(ahead)), scale)
+  level, pitch, ahead = _level_frame(look, distance, azimuth, elevation)
+  params = trajectory_params(name, rng, ahead, scale)
   return level @ presets.get_trajectory(name, num_frames, **params) @ pitch
 
 
@@ -195,7 +243,9 @@ def sample_rig(scene: Scene, seed: int, num_frames: int, width: int, height: int
 
   Returns:
     dict(source_c2w f64[T,4,4], target_c2w f64[C,T,4,4], intrinsics f64[3,3],
-    source_trajectory str, target_trajectories list[str] (C), source_distance
+    source_trajectory str, target_trajectories list[str] (C; `trajectory_names()`:
+    near-source cameras are "near:<family>"), target_details list[str] (C; with the
+    drawn magnitude and speed of near-source cameras), source_distance
     float (m from the source camera to its look-at point),
     view_change f64[C, 2]: rotation (deg) and camera-centre distance (m)
     between the source and each target camera at frame 0).
@@ -213,8 +263,16 @@ def sample_rig(scene: Scene, seed: int, num_frames: int, width: int, height: int
     name = str(rng.choice(cfg["source_trajectories"]))
     source = _camera_path(look, dist, az, el, name, rng, rng.uniform(*cfg["magnitude"]),
                           num_frames)
-    targets, names = [], []
+    targets, names, details = [], [], []
     for _ in range(num_target_cameras):
+      if cfg["near_fraction"] > 0 and rng.random() < cfg["near_fraction"]:
+        level, pitch, ahead = _level_frame(look, dist, az, el)
+        path, t_name, label = near_source_path(level, pitch, source, ahead, rng, cfg,
+                                               NEAR_RANGES)
+        targets.append(path)
+        names.append(t_name)
+        details.append(label)
+        continue
       d_az = rng.choice([-1.0, 1.0]) * deg(rng.uniform(*cfg["azimuth_change_deg"]))
       d_el = deg(rng.uniform(*cfg["elevation_change_deg"]))
       t_dist = dist * rng.uniform(*cfg["distance_scale"])
@@ -224,6 +282,7 @@ def sample_rig(scene: Scene, seed: int, num_frames: int, width: int, height: int
       targets.append(_camera_path(t_look, t_dist, az + d_az, t_el, t_name, rng,
                                   rng.uniform(*cfg["magnitude"]), num_frames))
       names.append(t_name)
+      details.append(t_name)
     target = np.stack(targets) if targets else np.zeros((0, num_frames, 4, 4))
     last = _rig_problem(np.concatenate([source[None], target]), spheres, cfg["min_height"],
                         cfg["clearance"])
@@ -237,5 +296,6 @@ def sample_rig(scene: Scene, seed: int, num_frames: int, width: int, height: int
   shift = np.linalg.norm(target[:, 0, :3, 3] - source[0, :3, 3], axis=-1)
   return dict(source_c2w=source, target_c2w=target,
               intrinsics=np.asarray(intrinsics_from_fov(fov, width, height), np.float64),
-              source_trajectory=name, target_trajectories=names, source_distance=dist,
+              source_trajectory=name, target_trajectories=names, target_details=details,
+              source_distance=dist,
               view_change=np.stack([angle, shift], -1).reshape(-1, 2))

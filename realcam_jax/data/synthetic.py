@@ -61,7 +61,8 @@ def sample_clip(seed: int, num_frames: int, height: int, width: int,
       source_depth f32[T,H,W], target_depth f32[C,T,H,W] (z-depth, inf = sky),
       source_static_mask bool[T,H,W], target_static_mask bool[C,T,H,W],
       times f32[T], view_change f32[C,2] (deg, m at frame 0),
-    and seed int, source_trajectory str, target_trajectories list[str].
+    and seed int, source_trajectory str, target_trajectories list[str],
+    target_details list[str] (see `rig.sample_rig`).
   """
   _check_clip_args(num_frames, height, width, num_target_cameras, fps)
   world = make_scene(seed, **(scene or {}))
@@ -80,7 +81,8 @@ def sample_clip(seed: int, num_frames: int, height: int, width: int,
       source_static_mask=shaped["static_mask"][0], target_static_mask=shaped["static_mask"][1:],
       times=times, view_change=cams["view_change"].astype(np.float32), seed=int(seed),
       source_trajectory=cams["source_trajectory"],
-      target_trajectories=list(cams["target_trajectories"]))
+      target_trajectories=list(cams["target_trajectories"]),
+      target_details=list(cams["target_details"]))
 
 
 def render_true_loop(seed: int, num_frames: int, height: int, width: int, *,

@@ -36,7 +36,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from realcam_jax.camera import presets
 from realcam_jax.data import rig, synthetic
 
 NAME = "realcam_synthetic"
@@ -169,7 +168,7 @@ class RealcamSynthetic(tfds.core.GeneratorBasedBuilder):
     if "depth" in c.extra_features:
       feats["source_depth"] = T(shape=(t, h, w), dtype=np.float32, encoding=_ZLIB)
       feats["target_depth"] = T(shape=(n, t, h, w), dtype=np.float32, encoding=_ZLIB)
-    settings = dict(dataclasses.asdict(c), trajectory_names=presets.list_trajectories())
+    settings = dict(dataclasses.asdict(c), trajectory_names=rig.trajectory_names())
     for k in ("name", "version", "release_notes", "supported_versions", "description", "tags"):
       settings.pop(k, None)
     return self.dataset_info_from_configs(
@@ -185,7 +184,7 @@ class RealcamSynthetic(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split, num_clips):
     c: SyntheticConfig = self.builder_config
-    names = presets.list_trajectories()
+    names = rig.trajectory_names()
     progress = getattr(self, "_progress", None)
     for i in range(num_clips):
       seed = c.seed_offset + SPLIT_SEED_BASE[split] + i
