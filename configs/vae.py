@@ -7,6 +7,9 @@
           1 res block per stage (2.6M parameters, 10 MB in f32: small enough to ship).
           latents_mean/std are measured on training clips after training
           (`launch/train_vae.py` writes them into the checkpoint's config).
+  demo4x  the demo VAE at 4x spatial compression (issue 19: the 8x demo VAE plateaued at
+          26 dB): 3 stages (dim_mult (1, 2, 4), temporal downsampling (True, True)), so
+          64x64 px, 33 frames -> 9 latent frames of 16x16x16; base_dim 16, z 16, 1 res block.
   wan2_1  the released Wan2.1 VAE (`Wan2.1_VAE.pth` / diffusers `AutoencoderKLWan`
           defaults): base_dim 96, z 16, dim_mult (1, 2, 4, 4), 2 res blocks,
           temporal downsampling (False, True, True), Wan's latents_mean/std.
@@ -29,6 +32,8 @@ WAN21_LATENTS_STD = (
 _SIZES = {
     "tiny": dict(base_dim=8, z_dim=4, num_res_blocks=1),
     "demo": dict(base_dim=16, z_dim=16, num_res_blocks=1),
+    "demo4x": dict(base_dim=16, z_dim=16, num_res_blocks=1, dim_mult=(1, 2, 4),
+                   temporal_downsample=(True, True)),
     "wan2_1": dict(base_dim=96, z_dim=16),
 }
 
@@ -43,8 +48,8 @@ def model_config(size: str) -> ml_collections.ConfigDict:
   c.decoder_base_dim = None            # None = base_dim
   c.dim_mult = (1, 2, 4, 4)
   c.num_res_blocks = 2
-  c.update(_SIZES[size])
   c.temporal_downsample = (False, True, True)
+  c.update(_SIZES[size])
   c.in_channels = 3
   c.out_channels = 3
   z = c.z_dim
