@@ -2,6 +2,7 @@
 
   realcam data build --config configs/data.py:demo --out DATA_DIR [--split-sizes train=512,test=16]
   realcam data encode --config configs/data.py:demo --data-dir DATA_DIR --vae VAE_CKPT --out LATENTS
+  realcam data import multicamvideo --src MultiCamVideo-Dataset --out DATA --size 480x832 --frames 81
 
 Actions live in `ACTIONS` (name -> (help, add_arguments, run)); a new action
 is one more entry.
@@ -148,12 +149,16 @@ def _run_encode(args, overrides) -> int:
   return 0
 
 
+from realcam_jax.cli.data_import import add_import_arguments, run_import  # noqa: E402
+
 # name -> (help, add_arguments, run).
 ACTIONS = {
     "build": ("render the synthetic multi-camera dataset to TFDS ArrayRecord",
               _add_build_arguments, _run_build),
     "encode": ("encode a built dataset with the VAE into a latent dataset (same splits)",
                _add_encode_arguments, _run_encode),
+    "import": ("import a real multi-camera dataset (MultiCamVideo) into the same records",
+               add_import_arguments, run_import),
 }
 
 
