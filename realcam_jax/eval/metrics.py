@@ -13,8 +13,9 @@ Conventions shared by every function here (see docs/metrics.md):
 * Masks are `[H, W]` (shared by all frames) or `[..., H, W]` matching the
   images' trailing leading dims; `bool`, or numeric holding only 0 and 1.
   A frame whose mask selects no pixel raises.
-* Identical prediction and ground truth give PSNR = +inf (no cap); means over
-  frames are plain arithmetic means, so one identical frame makes the mean inf.
+* Per-frame PSNR is capped at PSNR_CAP_DB = 100 dB (MSE floored at 1e-10), so an
+  identical frame scores 100 dB and a mean over frames stays finite; means over
+  frames are plain arithmetic means of the capped values.
 
 Everything is float64 NumPy (not jit-compiled JAX): metrics are run on decoded
 uint8 frames after generation, where exactness matters more than speed.
@@ -28,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 _RANGE_SLACK = 1e-4  # fraction of max_val tolerated outside [0, max_val], then clipped
+PSNR_CAP_DB = 100.0  # per-frame PSNR ceiling: identical frames score this, never inf
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
@@ -74,9 +76,9 @@ class LoopClosureResult:
   Attributes:
     pairs: `[P, 2]` int frame indices (i, j).
     mae: `[P]` mean absolute error over the static pixels of both frames.
-    psnr: `[P]` PSNR in dB over the same pixels (inf for identical pixels).
+    psnr: `[P]` PSNR in dB over the same pixels (capped at PSNR_CAP_DB).
     mean_mae: mean of `mae` over pairs.
-    mean_psnr: mean of `psnr` over pairs (inf if any pair is identical).
+    mean_psnr: mean of `psnr` over pairs.
   """
   pairs: np.ndarray
   mae: np.ndarray
@@ -224,9 +226,14 @@ def _as_frames(x: np.ndarray) -> np.ndarray:
   return x.reshape((-1,) + x.shape[-3:])
 
 
-def _psnr_from_mse(mse: np.ndarray) -> np.ndarray:
-  with np.errstate(divide="ignore"):
-    return np.where(mse > 0, -10.0 * np.log10(np.maximum(mse, 1e-300)), np.inf)
+def psnr_from_mse(mse) -> np.ndarray:
+  """`min(PSNR_CAP_DB, 10 log10(1 / mse))` elementwise (unit range; mse >= 0)."""
+  mse = np.asarray(mse, np.float64)
+  return np.minimum(-10.0 * np.log10(np.maximum(mse, 10.0 ** (-PSNR_CAP_DB / 10))),
+                    PSNR_CAP_DB)
+
+
+_psnr_from_mse = psnr_from_mse
 
 
 # ----------------------------------------------------------------------------
@@ -238,7 +245,8 @@ def psnr(pred, gt, mask=None, max_val: float = 1.0) -> FrameMetric:
 
   `PSNR = 10 log10(1 / MSE)` on unit-range pixels, MSE over all pixels and
   channels of a frame, or over the masked pixels (all channels) when a mask
-  is given. Identical frames give +inf.
+  is given. Per-frame values are capped at PSNR_CAP_DB (identical frames give
+  exactly 100 dB), so means are always finite.
 
   Args:
     pred: `[..., H, W, C]` uint8 or float in [0, max_val].
@@ -443,7 +451,11 @@ def loop_closure_error(video, pose_index_pairs, static_mask,
 
   For each pair (i, j) the error is measured over the pixels that are static
   in both frames (`static_mask[i] & static_mask[j]`): mean absolute error
-  and PSNR on the unit range. Exactly repeated frames give 0 and +inf.
+  and PSNR on the unit range. Exactly repeated frames give 0 and PSNR_CAP_DB.
+
+  This is the self-consistency of `video` only (it never sees the truth): a frozen
+  or copied output scores well. Score revisits against the truth with
+  `loops.loop_scores`.
 
   Args:
     video: `[T, H, W, C]` uint8 or float in [0, max_val].

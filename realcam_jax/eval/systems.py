@@ -70,6 +70,20 @@ def copy_source() -> System:
   return System("copy_source", lambda source, poses, k, seed: np.asarray(source, np.uint8))
 
 
+def vae_roundtrip(vae):
+  """The VAE reference: the truth encoded and decoded by `vae` (what a perfect latent
+  prediction would give). Returns `fn(truth u8[T, H, W, 3]) -> u8[T, H, W, 3]`, jitted
+  once per length."""
+  graphdef, state = nnx.split(vae)
+
+  @jax.jit
+  def run(state, video):
+    model = nnx.merge(graphdef, state)
+    return _to_uint8(model.decode(model.encode(_to_unit(video)).astype(jnp.float32)))
+
+  return lambda truth: np.asarray(run(state, jnp.asarray(truth)[None])[0])
+
+
 def _to_unit(frames_u8):
   return jnp.asarray(frames_u8, jnp.float32) / 127.5 - 1.0
 

@@ -25,13 +25,26 @@ def _smooth_image(seed, shape=(48, 40, 3)):
 # ----------------------------------------------------------------------------- PSNR
 
 
-def test_psnr_identical_is_inf_and_mixed_dtypes_agree():
+def test_psnr_identical_is_capped_and_mixed_dtypes_agree():
   img = _smooth_image(0)
   out = metrics.psnr(img, img)
-  assert out.per_frame.shape == () and out.mean == np.inf
+  assert out.per_frame.shape == () and out.mean == 100.0 == metrics.PSNR_CAP_DB
   # uint8 and the same values as float in [0, 1] are the same image.
-  assert metrics.psnr(img, img.astype(np.float64) / 255).mean == np.inf
-  assert metrics.psnr(img, img.astype(np.float32) / 255).mean > 130  # float32 rounding only
+  assert metrics.psnr(img, img.astype(np.float64) / 255).mean == 100.0
+  assert metrics.psnr(img, img.astype(np.float32) / 255).mean == 100.0  # float32 rounding only
+
+
+def test_one_identical_frame_does_not_make_the_mean_infinite():
+  gt = np.full((2, 8, 8, 3), 100, np.uint8)
+  pred = gt.copy()
+  pred[1] += 10                                         # frame 1: 20 log10(25.5) dB
+  out = metrics.psnr(pred, gt)
+  expected = [100.0, 20 * np.log10(255.0 / 10)]
+  np.testing.assert_allclose(out.per_frame, expected, rtol=1e-12)
+  assert out.mean == pytest.approx(np.mean(expected), rel=1e-12)
+  # The cap is the only change: below it PSNR is 10 log10(1 / MSE) exactly.
+  np.testing.assert_allclose(metrics.psnr_from_mse([1e-2, 1e-10, 1e-12, 0.0]),
+                             [20.0, 100.0, 100.0, 100.0], rtol=1e-12)
 
 
 def test_psnr_uniform_offset_is_analytic():
@@ -215,7 +228,7 @@ def test_loop_closure_exact_repeat_is_zero_and_offset_is_known():
   static = np.ones((8, 16, 16), bool)
   out = metrics.loop_closure_error(video, pairs, static)
   np.testing.assert_array_equal(out.mae, 0.0)
-  assert out.mean_mae == 0.0 and out.mean_psnr == np.inf
+  assert out.mean_mae == 0.0 and out.mean_psnr == metrics.PSNR_CAP_DB
   # A moving object (outside the static mask) does not count; an offset does.
   video2 = video.astype(np.float64) / 255
   video2[7] = np.clip(video2[0], 0, 0.9) + 0.1
@@ -282,7 +295,7 @@ def test_true_loop_of_the_synthetic_world_closes_exactly():
   assert len(pairs) >= 1 and [0, 8] in pairs.tolist()
   out = metrics.loop_closure_error(loop["rgb"], pairs, loop["static_mask"])
   np.testing.assert_array_equal(out.mae, 0.0)
-  assert out.mean_psnr == np.inf
+  assert out.mean_psnr == metrics.PSNR_CAP_DB
   # Without the static mask, moving objects make the "same" pose differ.
   everywhere = np.ones(loop["static_mask"].shape, bool)
   assert metrics.loop_closure_error(loop["rgb"], [[0, 8]], everywhere).mae[0] > 0
