@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "convert": "convert",
     "camera": "camera",
     "data": "data",
+    "text": "text",
     "render": "render",
     "eval": "eval",
     "serve": "serve",
