@@ -140,7 +140,8 @@ def run(args, overrides) -> int:
              "machine": bench_record.machine(), "config": args.config, "teacher_config": teacher_name,
              "fps_target": 15.0, "note": args.note or None, "systems": {}}
   config, graphdef, params, vae = render_cli.load(  # random weights: no warning needed
-      types.SimpleNamespace(student=None, vae=None), config, out=io.StringIO())
+      types.SimpleNamespace(student=None, vae=None, random_weights=True, config=args.config),
+      config, out=io.StringIO())
   for system, tc in teachers.items():
     if int(tc.model.in_channels) != vae.z_dim:
       raise UserError(f"--teacher-config {teacher_name}: the {system} takes "

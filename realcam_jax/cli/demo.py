@@ -24,20 +24,13 @@ import types
 
 from realcam_jax.atomic import atomic_file
 from realcam_jax.cli import UserError
+from realcam_jax.cli import bundled
 from realcam_jax.cli import render as render_cli
 
 HELP = "stream a held-out synthetic scene through the demo student; mp4 + metrics report"
 DEFAULT_CONFIG = "student:demo"
 DEFAULT_OUT = os.path.join("runs", "demo")
 DEFAULT_TRAJECTORY = "arc_left"
-# name -> (relative path under the repository root, how to get it)
-DEFAULT_CHECKPOINTS = {
-    "student": ("checkpoints/student_demo",
-                "train it with `python launch/train_demo.py` (all demo stages, resumable; "
-                "`--until student`)"),
-    "vae": ("checkpoints/vae_demo",
-            "train it with `python launch/train_demo.py --until vae`"),
-}
 
 
 def add_arguments(parser):
@@ -58,42 +51,16 @@ def add_arguments(parser):
                            "whole chunks)")
   parser.add_argument("--config", default=DEFAULT_CONFIG,
                       help=f"student config FILE[:ARG] (default {DEFAULT_CONFIG})")
-  parser.add_argument("--student", metavar="CKPT",
-                      help=f"student checkpoint (default {DEFAULT_CHECKPOINTS['student'][0]})")
-  parser.add_argument("--vae", metavar="CKPT",
-                      help=f"VAE checkpoint (default {DEFAULT_CHECKPOINTS['vae'][0]})")
-  parser.add_argument("--random-weights", action="store_true",
-                      help="random student and VAE (a smoke run: the output is noise)")
+  bundled.add_weight_arguments(parser, DEFAULT_CONFIG)
   parser.add_argument("--size", metavar="HxW", help="frame size (default: the config's)")
   parser.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
   parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
 
 
-def repo_root() -> str:
-  """The repository this package is installed from (editable install)."""
-  import realcam_jax
-  return os.path.dirname(os.path.dirname(os.path.abspath(realcam_jax.__file__)))
-
-
 def checkpoint_paths(args) -> tuple[str | None, str | None]:
-  """(student, vae) checkpoint paths; None = random. UserError names a missing default."""
-  if args.random_weights:
-    if args.student or args.vae:
-      raise UserError("--random-weights cannot be combined with --student / --vae")
-    return None, None
-  paths = []
-  for name in ("student", "vae"):
-    given = getattr(args, name)
-    if given:
-      paths.append(given)
-      continue
-    rel, how = DEFAULT_CHECKPOINTS[name]
-    path = os.path.join(repo_root(), rel)
-    if not os.path.isdir(path):
-      raise UserError(f"the demo {name} checkpoint {path} is missing: {how}; or pass --{name} "
-                      f"CKPT, or --random-weights for a smoke run with random weights")
-    paths.append(path)
-  return paths[0], paths[1]
+  """(student, vae) checkpoint paths; None = random. The demo always defaults to the
+  bundled ones (its --config may be an ablation of the demo config)."""
+  return bundled.checkpoint_paths(args, bundled=True)
 
 
 def training_frames(config, vae) -> int:
@@ -194,7 +161,8 @@ def run(args, overrides) -> int:
   config = render_cli.load_config(args, overrides)
   cache_dir = enable_compilation_cache()
   config, graphdef, params, vae = render_cli.load(
-      types.SimpleNamespace(student=student_ckpt, vae=vae_ckpt), config)
+      types.SimpleNamespace(student=student_ckpt, vae=vae_ckpt, config=args.config,
+                            random_weights=student_ckpt is None), config)
   height, width = render_cli.parse_size(args.size, config, vae)
   first, chunk = render_cli.first_chunk_frames(config, vae)
   plan = video_io.fit_length(args.frames or training_frames(config, vae), vae.temporal_factor,

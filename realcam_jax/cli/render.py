@@ -12,21 +12,18 @@ from __future__ import annotations
 import os
 import sys
 
-from realcam_jax.cli import UserError
+from realcam_jax.cli import UserError, bundled
 
 HELP = "render a source video along a camera trajectory (preset or camera file) to an mp4"
 DEFAULT_CONFIG = "student:demo"
 
 
 def add_model_arguments(p, default_config: str = DEFAULT_CONFIG):
-  """--config/--student/--vae/--size/--fps/--seed, shared with `realcam serve`."""
+  """--config/--student/--vae/--random-weights/--size/--fps/--seed, shared with `realcam
+  serve`. Weights default to the bundled demo checkpoints with the default config."""
   p.add_argument("--config", default=default_config,
                  help=f"student config FILE[:ARG] (default {default_config}; tiny for tests)")
-  p.add_argument("--student", metavar="CKPT",
-                 help="student checkpoint (training workdir or exported dir); "
-                      "default: random weights (output is noise)")
-  p.add_argument("--vae", metavar="CKPT",
-                 help="VAE checkpoint directory; default: random weights (output is noise)")
+  bundled.add_weight_arguments(p, default_config)
   p.add_argument("--size", metavar="HxW",
                  help="model frame size (default: the config's latent size x the VAE's 8)")
   p.add_argument("--fps", type=float, default=15.0, help="model frame rate (default 15)")
@@ -72,10 +69,12 @@ def load_config(args, overrides):
 
 
 def load(args, config, out=None):
-  """(config, graphdef, params, vae) per --student/--vae (UserError on bad paths)."""
+  """(config, graphdef, params, vae) per --student/--vae/--random-weights: the bundled
+  demo checkpoints when --config is the default (UserError on bad or missing paths)."""
   from realcam_jax.inference.load import LoadError, load_models
+  student, vae = bundled.checkpoint_paths(args, bundled=args.config == DEFAULT_CONFIG)
   try:
-    return load_models(args.student, args.vae, config, seed=0, out=out)
+    return load_models(student, vae, config, seed=0, out=out)
   except LoadError as e:
     raise UserError(str(e)) from None
 

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from realcam_jax.cli import bundled
 from realcam_jax.cli import demo as demo_cli
 from realcam_jax.cli import main
 from realcam_jax.eval import metrics
@@ -78,7 +79,7 @@ def test_ground_truth_follows_the_preset_from_the_clip_target_start():
 
 
 def test_missing_default_checkpoint_exits_2_without_output(tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(demo_cli, "repo_root", lambda: str(tmp_path / "repo"))
+  monkeypatch.setattr(bundled, "repo_root", lambda: str(tmp_path / "repo"))
   out = tmp_path / "out"
   assert main(["demo", "--out", str(out), *TINY]) == 2
   err = capsys.readouterr().err
@@ -99,8 +100,8 @@ def test_bundled_demo_runs_with_no_arguments(tmp_path, monkeypatch):
 
   The trained student must beat copying the source frames (the views differ by the
   scene's camera change) on the held-out scene it streams."""
-  root = demo_cli.repo_root()
-  for rel, _ in demo_cli.DEFAULT_CHECKPOINTS.values():
+  root = bundled.repo_root()
+  for rel, _ in bundled.DEFAULT_CHECKPOINTS.values():
     assert os.path.isdir(os.path.join(root, rel)), f"bundled checkpoint {rel} is missing"
   monkeypatch.chdir(tmp_path)
   assert main(["demo"]) == 0

@@ -123,3 +123,28 @@ def test_load_models_from_orbax_dirs_and_training_workdirs(tmp_path):
     load_models(str(tmp_path), None, config)
   with pytest.raises(LoadError, match="does not exist"):
     load_models(None, str(tmp_path / "nope"), config)
+
+
+@pytest.mark.parametrize("argv, want", [
+    ([], "bundled"),                                   # the demo config: bundled weights
+    (["--config", "student:tiny"], "random"),          # another config: random weights
+    (["--random-weights"], "random"),
+    (["--student", "S", "--vae", "V"], ("S", "V")),
+])
+def test_render_and_serve_default_to_the_bundled_checkpoints(monkeypatch, argv, want):
+  import argparse
+
+  from realcam_jax.cli import bundled
+  from realcam_jax.cli import render as render_cli
+  from realcam_jax.inference import load as load_lib
+  seen = {}
+  monkeypatch.setattr(load_lib, "load_models",
+                      lambda s, v, config, **kw: seen.update(paths=(s, v)) or (config,) * 4)
+  p = argparse.ArgumentParser()
+  render_cli.add_model_arguments(p)
+  render_cli.load(p.parse_args(argv), config=None)
+  root = bundled.repo_root()
+  expect = {"bundled": tuple(os.path.join(root, bundled.DEFAULT_CHECKPOINTS[n][0])
+                             for n in ("student", "vae")),
+            "random": (None, None)}.get(want, want)
+  assert seen["paths"] == expect
