@@ -6,7 +6,8 @@
 
 Per example (a random map, deterministic per seed, example index and epoch):
   - pick one of the C target cameras (uniform);
-  - with probability `loopaug_fraction` build a LoopAug window (loopaug.py),
+  - with probability `loopaug_fraction` build a LoopAug window (loopaug.py;
+    `data.loopaug_variant`: "palindrome" (default) or "forward_source"),
     else a contiguous window of `train_frames` frames (random start in
     training, the first frames otherwise);
   - poses relative to the window's first source pose (`source_first`);
@@ -53,6 +54,7 @@ class ClipToExample:
   source_key: str
   target_key: str
   text_shape: tuple
+  loopaug_variant: str = "palindrome"     # loopaug.VARIANTS
 
   def __call__(self, record: dict, rng: np.random.Generator) -> dict:
     src, tgt = np.asarray(record[self.source_key]), np.asarray(record[self.target_key])
@@ -68,7 +70,7 @@ class ClipToExample:
     length = self.train_frames
     if use_loop:
       ex = loopaug_lib.apply_loopaug(src, tgt, src_c2w, tgt_c2w, length, rng,
-                                     self.loopaug_turn)
+                                     self.loopaug_turn, self.loopaug_variant)
     else:
       if length > len(src):
         raise ValueError(f"data.train_frames={length} but the records have {len(src)} frames")
@@ -119,11 +121,15 @@ def make_transform(config, split: str, loopaug_fraction: float | None = None) ->
     raise ValueError(f"loopaug_fraction={frac!r}: expected a probability in [0, 1]")
   if data.train_frames < 1:
     raise ValueError(f"data.train_frames={data.train_frames}: expected >= 1")
+  variant = str(data.get("loopaug_variant", "palindrome"))
+  if variant not in loopaug_lib.VARIANTS:
+    raise ValueError(f"data.loopaug_variant={variant!r}: expected one of "
+                     f"{', '.join(loopaug_lib.VARIANTS)}")
   return ClipToExample(
       train_frames=int(data.train_frames), loopaug_fraction=float(frac),
       loopaug_turn=tuple(float(x) for x in data.loopaug_turn),
       random_window=split == "train", source_key=data.source_key, target_key=data.target_key,
-      text_shape=(int(data.text_len), int(data.text_dim)))
+      text_shape=(int(data.text_len), int(data.text_dim)), loopaug_variant=variant)
 
 
 def open_source(data_dir: str, split: str, config):

@@ -74,3 +74,54 @@ def test_loopaug_errors_say_what_is_wrong():
   with pytest.raises(ValueError, match="target has 4 frames but source has 5"):
     loopaug.apply_loopaug(np.zeros((5, 1)), np.zeros((4, 1)), np.tile(np.eye(4), (5, 1, 1)),
                           np.tile(np.eye(4), (5, 1, 1)), 5, rng)
+
+
+def test_forward_source_variant_keeps_the_source_running_while_the_target_returns():
+  t, length = 12, 9
+  src_c2w = get_trajectory("arc_left", t)
+  tgt_c2w = np.eye(4) @ get_trajectory("pan_right", t)
+  frames = np.arange(t)[:, None, None, None] * np.ones((t, 2, 2, 3), np.uint8)
+  for seed in range(5):
+    ex = loopaug.apply_loopaug(frames, frames + 100, src_c2w, tgt_c2w, length,
+                               np.random.default_rng(seed), variant="forward_source")
+    a = ex["indices"][0]
+    # The source never repeats: consecutive new frames, its camera moving on.
+    np.testing.assert_array_equal(ex["source_indices"], a + np.arange(length))
+    np.testing.assert_array_equal(ex["source"][:, 0, 0, 0], a + np.arange(length))
+    assert not np.allclose(ex["source_poses"][-1], ex["source_poses"][0], atol=1e-3)
+    # The target plays the palindrome: back at its first pose and image at the end.
+    np.testing.assert_array_equal(ex["target"][-1], ex["target"][0])
+    np.testing.assert_allclose(ex["target_poses"][-1], ex["target_poses"][0], atol=1e-6)
+    np.testing.assert_allclose(src_c2w[a] @ ex["target_poses"], tgt_c2w[ex["indices"]],
+                               atol=1e-5)
+  # The palindrome variant (default) repeats the source; the two agree on the target.
+  pal = loopaug.apply_loopaug(frames, frames + 100, src_c2w, tgt_c2w, length,
+                              np.random.default_rng(0))
+  np.testing.assert_array_equal(pal["source_indices"], pal["indices"])
+  with pytest.raises(ValueError, match="variant 'mirror'"):
+    loopaug.apply_loopaug(frames, frames, src_c2w, tgt_c2w, length,
+                          np.random.default_rng(0), variant="mirror")
+  with pytest.raises(ValueError, match="needs a clip of 9 frames, got 8"):
+    loopaug.apply_loopaug(frames[:8], frames[:8], src_c2w[:8], tgt_c2w[:8], length,
+                          np.random.default_rng(0), variant="forward_source")
+
+
+def test_pipeline_selects_the_variant_by_config():
+  import ml_collections
+  from realcam_jax.data import pipeline
+  cfg = ml_collections.ConfigDict(dict(
+      train_frames=5, loopaug_fraction=1.0, loopaug_turn=(0.5, 0.5), source_key="source_rgb",
+      target_key="target_rgb", text_len=1, text_dim=2))
+  assert pipeline.make_transform(cfg, "train").loopaug_variant == "palindrome"
+  cfg.loopaug_variant = "forward_source"
+  tf = pipeline.make_transform(cfg, "train")
+  t = 9
+  rec = dict(source_rgb=(np.arange(t)[:, None, None, None] * np.ones((t, 2, 2, 3))).astype(np.uint8),
+             target_rgb=np.ones((1, t, 2, 2, 3), np.uint8), source_c2w=get_trajectory("pan_left", t),
+             target_c2w=get_trajectory("pan_right", t)[None], intrinsics=np.eye(3))
+  ex = tf(rec, np.random.default_rng(0))
+  src = np.round((ex["source"][:, 0, 0, 0] + 1) * 127.5)
+  np.testing.assert_array_equal(np.diff(src), 1.0)      # forward, never repeating
+  cfg.loopaug_variant = "mirror"
+  with pytest.raises(ValueError, match="data.loopaug_variant='mirror'"):
+    pipeline.make_transform(cfg, "train")
