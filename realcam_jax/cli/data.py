@@ -93,8 +93,14 @@ def _run_build(args, overrides) -> int:
 
 
 def _add_encode_arguments(p):
-  p.add_argument("--config", required=True, metavar="FILE[:ARG]",
+  p.add_argument("--config", default=None, metavar="FILE[:ARG]",
                  help="the data config the dataset was built with (its `data` section)")
+  p.add_argument("--dataset", default=None, metavar="DIR",
+                 help="an imported dataset (`realcam data import`) instead of --config: "
+                      "encoded over all devices, resumable, frames/s reported")
+  p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                 help="records per step with --dataset (N x (1 + C) videos, split over the "
+                      "devices)")
   p.add_argument("--data-dir", default=None, metavar="DIR",
                  help="root of the built dataset (default: data.data_dir)")
   p.add_argument("--vae", required=True, metavar="CKPT",
@@ -113,6 +119,10 @@ def _run_encode(args, overrides) -> int:
   from realcam_jax.config import get_config
   from realcam_jax.data import latents, tfds_builder
 
+  if args.dataset:
+    return _run_encode_imported(args, overrides)
+  if not args.config:
+    raise UserError("pass --config (a built synthetic dataset) or --dataset (an imported one)")
   config = get_config(args.config, overrides)
   if "data" not in config:
     raise UserError(f"config {args.config!r} has no `data` section; try configs/data.py:demo")
@@ -150,6 +160,53 @@ def _run_encode(args, overrides) -> int:
 
 
 from realcam_jax.cli.data_import import add_import_arguments, run_import  # noqa: E402
+
+def _run_encode_imported(args, overrides) -> int:
+  from tqdm import tqdm
+
+  from configs.common import mesh_config
+  from realcam_jax.ckpt import orbax_io, vae_weights
+  from realcam_jax.config import apply_overrides
+  from realcam_jax.data import latent_encode, latents, multicam
+  from realcam_jax.data.multicam_import import open_imported
+
+  import ml_collections
+  cfg = ml_collections.ConfigDict(dict(mesh=mesh_config()))
+  apply_overrides(cfg, overrides)   # e.g. --config.mesh.data=4
+  splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
+  try:
+    sources = open_imported(args.dataset)
+    if splits:
+      missing = sorted(set(splits) - set(sources))
+      if missing:
+        raise UserError(f"{args.dataset} has no split(s) {missing}; it has {sorted(sources)}")
+      sources = {k: sources[k] for k in splits}
+    vae = vae_weights.load_vae(args.vae)
+  except (multicam.ImportError_, ValueError, orbax_io.CheckpointError) as e:
+    raise UserError(str(e)) from None
+  total = sum(len(s) for s in sources.values())
+  print(f"encoding {total} records ({', '.join(f'{k}: {len(v)}' for k, v in sources.items())}) "
+        f"with the VAE at {args.vae} -> {args.out}", flush=True)
+  bar = tqdm(total=total, unit="record", desc="encoding", file=sys.stderr)
+  try:
+    stats = latent_encode.encode_dataset(
+        sources, vae, args.out, mesh_config=cfg.mesh, batch_size=args.batch_size,
+        progress=lambda split, n: bar.update(n), log=lambda m: tqdm.write(m, file=sys.stderr),
+        meta=dict(data_dir=os.path.abspath(args.dataset),
+                  vae_checkpoint=os.path.abspath(args.vae)))
+  except latents.LatentDatasetError as e:
+    raise UserError(str(e)) from None
+  except KeyboardInterrupt:
+    print(f"interrupted: rerun the same command to resume ({args.out}.partial)", file=sys.stderr)
+    return 130
+  finally:
+    bar.close()
+  fps = stats["pixel_frames_per_second"]
+  print(f"done: {args.out}; {'%.1f' % fps if fps else 'n/a (one batch)'} pixel frames/s on "
+        f"{stats['devices']} x {stats['device_kind']} (compilation excluded); train on it with "
+        f"--config.data.dataset_dir={args.out}")
+  return 0
+
 
 # name -> (help, add_arguments, run).
 ACTIONS = {
