@@ -143,8 +143,9 @@ def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae: WanVAE, out_di
 class _RenamingIterator:
   """Pipeline batches -> teacher batch keys; forwards grain's checkpointable state (as bytes)."""
 
-  def __init__(self, inner):
+  def __init__(self, inner, uncond_text=None):
     self._inner = inner
+    self._uncond = uncond_text   # f32[Lt, Dt]: the empty prompt's embedding (CFG)
 
   def __iter__(self):
     return self
@@ -156,6 +157,8 @@ class _RenamingIterator:
                intrinsics=b["intrinsics"])
     if np.all(b["has_text"]):
       out["text"] = b["text_embedding"]
+      if self._uncond is not None:
+        out["text_uncond"] = np.broadcast_to(self._uncond, out["text"].shape).copy()
     return out
 
   def get_state(self) -> bytes:
@@ -176,7 +179,9 @@ def make_iterator(config, *, split: str = "train", shard_index: int | None = Non
   Yields source_latents / target_latents f32[B, F, h, w, z] (F = data.latent_frames),
   target_poses / source_poses f32[B, F, 4, 4] (relative to the window's first source
   pose, one per latent frame), intrinsics f32[B, 3, 3], and text f32[B, Lt, Dt] when
-  the records carry embeddings.
+  the records carry embeddings. With `data.text_dir` (a `realcam text encode` store) the
+  records' captions are looked up there and text_uncond f32[B, Lt, Dt] (the empty
+  prompt, CFG's unconditional text) is added.
   """
   import ml_collections
 
@@ -196,9 +201,15 @@ def make_iterator(config, *, split: str = "train", shard_index: int | None = Non
       loopaug_turn=tuple(d.get("loopaug_turn", (0.5, 0.5))),
       source_key="source_latent", target_key="target_latent",
       text_len=int(config.model.text_len), text_dim=int(config.model.text_dim)))
+  uncond = None
+  if d.get("text_dir"):
+    from realcam_jax.data import text_store
+    store = text_store.TextStore(d.text_dir)
+    source = text_store.WithText(source, store, p.text_len, p.text_dim)
+    uncond = store.empty()
   inner = pipeline.make_dataset(None, split, p, seed=int(config.seed), batch_size=p.batch_size,
                                 shard_index=shard_index, shard_count=shard_count, source=source)
-  return _RenamingIterator(inner)
+  return _RenamingIterator(inner, uncond)
 
 
 def open_build(data_dir: str, data_config, splits: Iterable[str] | None = None) -> dict:
