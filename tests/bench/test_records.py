@@ -127,20 +127,22 @@ def test_eval_cli_writes_a_record(tmp_path):
   from realcam_jax.cli import main
   out = tmp_path / "eval_demo.json"
   rc = main(["eval", "--config", "student:tiny", "--systems", "copy_source", "--num-scenes", "1",
-             "--lengths", "short", "--out", str(tmp_path / "ev"), "--results", str(out)])
+             "--cases", "clip", "--lengths", "short", "--references", "blur_4px",
+             "--out", str(tmp_path / "ev"), "--results", str(out)])
   assert rc == 0
   rec = record.read_record(str(out))
   assert rec["command"].startswith("realcam eval") and "--results" in rec["command"]
-  assert "| copy_source |" in rec["table"] and "#### short" in rec["table"]
+  assert "| copy_source |" in rec["table"] and "| blur_4px |" in rec["table"]
+  assert "#### clip, short (1x)" in rec["table"]
   # The frame sheet beside the record, the same image as the report folder's, and shown
   # under the table in the doc.
-  assert [f["file"] for f in rec["figures"]] == ["eval_demo_frames_short.png"]
-  assert ((tmp_path / "eval_demo_frames_short.png").read_bytes()[:8]
+  assert [f["file"] for f in rec["figures"]] == ["eval_demo_frames_clip_short.png"]
+  assert ((tmp_path / "eval_demo_frames_clip_short.png").read_bytes()[:8]
           == b"\x89PNG\r\n\x1a\n")
-  assert (tmp_path / "ev" / "frames_short.png").exists()
+  assert (tmp_path / "ev" / "frames_clip_short.png").exists()
   assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
   doc = "\n".join(benchdoc.describe_record(rec))
-  assert "![short video, scene" in doc and "(results/eval_demo_frames_short.png)" in doc
+  assert "![clip/short video, scene" in doc and "(results/eval_demo_frames_clip_short.png)" in doc
 
 
 def _gpu_command(name):
@@ -196,48 +198,57 @@ def test_dit_probe_falls_back_to_the_next_attention_kernel():
   assert "| 50.0% |" in dit.table(r)
 
 
-def _eval_record(name, chunk_pairs, short_psnr, loop_mae):
-  numbers = {"seeds": [1, 2, 3], "lengths": {"short": {"frames": 33}, "loop": {"frames": 69}},
-             "systems": {"student": {"info": {"chunk_pairs": chunk_pairs, "steps": 4}},
-                         "copy_source": {"info": {}}},
-             "results": {"student": {"short": {"psnr": short_psnr, "ssim": 0.5, "loop_mae": None},
-                                     "loop": {"psnr": 20.0, "ssim": 0.4, "loop_mae": loop_mae}},
-                         "copy_source": {"short": {"psnr": 1.0, "ssim": 0.1, "loop_mae": None},
-                                         "loop": {"psnr": 2.0, "ssim": 0.2,
-                                                  "loop_mae": 0.9}}}}
+def _agg(values, key):
+  """An aggregate as run_eval writes it: the mean, its interval and per-scene values."""
+  v = [float(x) for x in values]
+  return {key: sum(v) / len(v), "ci": {key: [min(v), max(v)]},
+          "scenes": [{"seed": i, key: x} for i, x in enumerate(v)]}
+
+
+def _eval_record(name, chunk_pairs, student_obj, student_revisit, teacher_obj=None):
+  """An issue-18 eval record: student (and teacher) rows of the clip and loop cases."""
+  results = {"student": {"clip": {"short": _agg(student_obj, "psnr_object")},
+                         "loop": {"short": _agg(student_revisit, "revisit_psnr_static")}}}
+  if teacher_obj is not None:
+    results["teacher"] = {"clip": {"short": _agg(teacher_obj, "psnr_object")}}
+  numbers = {"seeds": [1, 2, 3, 4], "cases": {"clip": {}, "loop": {}},
+             "lengths": {"short": {"frames": 33}},
+             "systems": {"student": {"info": {"chunk_pairs": chunk_pairs, "steps": 4}}},
+             "results": results}
   return record.make_record(name, f"title of {name}", "realcam eval", numbers, "| a |\n|---|",
                             machine_info=CPU, date="2026-11-27T04:00:00+00:00")
 
 
-def test_ablation_summary_compares_the_student_rows(tmp_path):
-  main = _eval_record("eval_demo", 3, 19.5, 0.05)
-  chunk1 = _eval_record("eval_demo_chunk1", 1, 18.75, 0.0625)
-  no_loop = _eval_record("eval_demo_no_loopaug", 3, 19.25, "nan")
-  for rec in (main, chunk1, no_loop):            # through the JSON files, as the doc reads them
+def test_eval_summary_states_claims_from_paired_intervals(tmp_path):
+  main = _eval_record("eval_demo", 3, [16, 17, 18, 19], [20, 21, 22, 23],
+                      teacher_obj=[16.5, 17.5, 18.5, 19.5])       # teacher +0.5 dB every scene
+  chunk1 = _eval_record("eval_demo_chunk1", 1, [15, 16, 17, 18], [19, 20, 21, 22])
+  # An old-format record (before issue 18) is listed, never compared.
+  old = record.make_record("eval_demo_no_loopaug", "old", "realcam eval",
+                           {"seeds": [1], "lengths": {}, "results": {"student": {}}}, "| a |",
+                           machine_info=CPU, date="2026-11-27T04:00:00+00:00")
+  for rec in (main, chunk1, old):               # through the JSON files, as the doc reads them
     record.write_record(str(tmp_path / f"{rec['name']}.json"), rec)
   records = record.load_records(str(tmp_path))
-  lines = benchdoc.ablation_summary(records)
+  lines = benchdoc.eval_summary(records)
+  text = "\n".join(lines)
+  assert "- Student within 1 dB of the teacher (object-region PSNR" in text
+  assert ": holds (`short` +0.50 [+0.50, +0.50] dB)." in text
+  assert "Not compared: `eval_demo_no_loopaug`" in text
   rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
           for ln in lines if ln.startswith("| ") and "---" not in ln and "system" not in ln}
-  assert rows["student (bundled)"] == ["3", "yes", "19.50 / 0.500", "+0.00", "20.00 / 0.400",
-                                       "0.0500", "+0.0000"]
-  assert rows["ablation: chunk1"][:4] == ["1", "yes", "18.75 / 0.500", "-0.75"]
-  assert rows["ablation: chunk1"][5:] == ["0.0625", "+0.0125"]
-  assert rows["ablation: no_loopaug"][1] == "no"
-  assert rows["ablation: no_loopaug"][5:] == ["—", "—"]
-  assert "33-frame videos and the 69-frame true loops" in "\n".join(lines)
-  assert not any("LoopAug lowers" in ln for ln in lines)      # no_loopaug's MAE is NaN
-  with_teacher = json.loads(json.dumps(records))
-  res = with_teacher["eval_demo"]["numbers"]["results"]
-  res["teacher"] = {"short": {"psnr": 20.75}, "loop": {"psnr": 20.5}}   # gaps 1.25 / 0.5 dB
-  with_teacher["eval_demo_no_loopaug"]["numbers"]["results"]["student"]["loop"]["loop_mae"] = 0.07
-  claims = benchdoc.ablation_summary(with_teacher)
-  assert "- Student within 1 dB of the teacher: does not hold (largest gap 1.25 dB, at `short`)." \
-      in claims
-  assert any(ln.startswith("- LoopAug lowers the loop-closure error: yes (0.0500 with, 0.0700")
-             for ln in claims)
-  text = benchdoc.render(records)
-  assert text.index("### Student ablations side by side") > text.index("title of eval_demo_no")
-  # Nothing to compare without the main table or without any ablation.
-  assert benchdoc.ablation_summary({"eval_demo_chunk1": chunk1}) == []
-  assert benchdoc.ablation_summary({"eval_demo": main}) == []
+  assert rows["student (bundled)"] == ["3", "palindrome", "17.50 [16.00, 19.00]",
+                                       "21.50 [20.00, 23.00]", "—"]
+  assert rows["ablation: chunk1"][:2] == ["1", "palindrome"]
+  assert rows["ablation: chunk1"][4] == "-1.00 [-1.00, -1.00]"    # paired: -1 dB every scene
+  # A teacher 2 dB better on every scene: the claim does not hold.
+  worse = json.loads(json.dumps(records))
+  t = worse["eval_demo"]["numbers"]["results"]["teacher"]["clip"]["short"]
+  for sc in t["scenes"]:
+    sc["psnr_object"] += 1.5
+  assert ": does not hold" in "\n".join(benchdoc.eval_summary(worse))
+  doc = benchdoc.render(records)
+  assert doc.index("### Student ablations side by side") > doc.index("title of eval_demo_chunk1")
+  # Nothing until the main record has the new format.
+  assert benchdoc.eval_summary({"eval_demo_chunk1": chunk1}) == []
+  assert benchdoc.eval_summary({"eval_demo": old}) == []
