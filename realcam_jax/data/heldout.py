@@ -17,6 +17,12 @@ Target path (`trajectory`):
              (a 15-75 deg viewpoint change from the source, as in training), or
              `start="source"` the source camera's first pose. The ground truth is
              rendered from the same scene at the same scene times.
+
+Note: `"static"` with `start="source"` holds the target at the source camera's *first*
+pose. The source camera moves in most clips, so that truth equals the source video only
+at frame 0 (and for a static source). The case whose truth is exactly the source video,
+the target following the source camera, is `realcam eval --cases identity`
+(`realcam_jax/eval/cases.py`).
 """
 
 from __future__ import annotations
