@@ -48,16 +48,37 @@ def test_apply_matches_complex_rotation():
   assert ang[tok, (t_dim + h_dim) // 2] == pytest.approx(1.0)
 
 
-def test_scores_depend_on_position_differences_only():
+def _wan_scores(q, k, frame_pos, h, w, head_dim, theta=10000.0):
+  """Independent reference: q.k scores [T, T] with Wan's 3D RoPE written out per channel
+  pair (complex form, float64): pair j of a part of size d turns by pos * theta^(-2j/d)."""
+  hw = 2 * (head_dim // 6)
+  parts = [head_dim - 2 * hw, hw, hw]                       # [t | h | w]
+  grid = [(f, y, x) for f in frame_pos for y in range(h) for x in range(w)]
+  ang = np.array([[pos * theta ** (-2.0 * j / d) for pos, d in zip(tok, parts)
+                   for j in range(d // 2)] for tok in grid])   # [T, H // 2]
+  qc = (q[0, :, 0, 0::2] + 1j * q[0, :, 0, 1::2]) * np.exp(1j * ang)
+  kc = (k[0, :, 0, 0::2] + 1j * k[0, :, 0, 1::2]) * np.exp(1j * ang)
+  return np.real(qc @ np.conj(kc).T)
+
+
+def test_scores_depend_on_position_differences_with_wan_frequencies():
+  """Two frames d apart, at two offsets: the scores (cross-frame ones included) are the
+  same at both offsets and equal the reference's. A single frame would not test the
+  temporal frequencies at all (its rotations cancel)."""
   r = np.random.default_rng(1)
-  q = jnp.asarray(r.standard_normal((1, 4, 1, 16)), jnp.float32)
-  k = jnp.asarray(r.standard_normal((1, 4, 1, 16)), jnp.float32)
+  h, w, hd, d = 2, 2, 16, 5
+  q = r.standard_normal((1, 2 * h * w, 1, hd))
+  k = r.standard_normal((1, 2 * h * w, 1, hd))
+  want = _wan_scores(q, k, [0, d], h, w, hd)
 
   def scores(pos):
-    cos, sin = rope.rope_cos_sin(pos, 2, 2, 16)
-    return np.einsum("bqnh,bknh->qk", rope.apply_rope(q, cos, sin), rope.apply_rope(k, cos, sin))
+    cos, sin = rope.rope_cos_sin(pos, h, w, hd)
+    qr = rope.apply_rope(jnp.asarray(q, jnp.float32), cos, sin)
+    kr = rope.apply_rope(jnp.asarray(k, jnp.float32), cos, sin)
+    return np.einsum("bqnh,bknh->qk", qr, kr)
 
-  np.testing.assert_allclose(scores(np.array([3])), scores(np.array([40])), atol=1e-4)
+  for offset in (3, 40):
+    np.testing.assert_allclose(scores(np.array([offset, offset + d])), want, atol=1e-4)
 
 
 def test_traced_positions_match_concrete():
