@@ -15,7 +15,15 @@ per latent frame, design.md §3); a change made while chunk c is being generated
 effect from chunk c + 1 on (frames already generated never change).
 
 Chunk c draws its noise from `fold_in(key, c)`, exactly as `student.generate_video`,
-so a session and the offline `render_offline` give the same frames.
+so a session and the offline `render_offline` give the same frames. (`noise_period=N`
+reuses chunk c mod N's noise instead: a looping input then repeats exactly, which the
+drift benchmark `bench/stream.py` needs.)
+
+Length: with a rolling window (`student.window_chunks > 0`) a stream has no length
+limit and every chunk sees its history at the same bounded positions
+(`inference/kv_cache.py`), so chunk 100,000 behaves as chunk 100. The unlimited cache
+(`window_chunks = 0`) holds `max_frames` latent frames (default `student.max_frames`)
+exactly; pushing past it raises ValueError naming those fields.
 """
 
 from __future__ import annotations
@@ -94,7 +102,7 @@ class StreamingSession:
 
   def __init__(self, config, student_graphdef, student_params, vae, *, height: int, width: int,
                intrinsics, text=None, seed: int = 0, controller: CameraController | None = None,
-               max_frames: int | None = None):
+               max_frames: int | None = None, noise_period: int | None = None):
     self.config = config
     self.k = int(config.student.chunk_pairs)
     self.r = vae.temporal_factor
@@ -105,6 +113,9 @@ class StreamingSession:
     self.intrinsics = jnp.asarray(intrinsics, jnp.float32).reshape(1, 3, 3)
     self.text = text
     self.seed = int(seed)
+    if noise_period is not None and int(noise_period) < 1:
+      raise ValueError(f"noise_period={noise_period}: expected a positive number of chunks or None")
+    self.noise_period = None if noise_period is None else int(noise_period)
     vae_graphdef, self._vae_state = nnx.split(vae)
     self._params = student_params
     self._empty_caches = functools.partial(
@@ -133,6 +144,7 @@ class StreamingSession:
     self.chunks_done = 0
     self.frames_done = 0                       # pixel frames generated so far
     self.latencies: list[float] = []           # seconds per chunk (first includes compile)
+    self.last_latents = None                   # f32[K, h, w, C] target latents of the last chunk
 
   def warmup(self) -> list[float]:
     """Compiles both chunk shapes (first, steady) on dummy frames, then resets.
@@ -196,15 +208,17 @@ class StreamingSession:
   def _run_chunk(self):
     t0 = time.perf_counter()
     c = self.chunks_done
+    causal.check_stream_length(self._caches[1], c + 1, f"the stream ({self.frames_done} frames)")
     n = self.chunk_frames()
     frames = np.stack(self._pending[:n])[None]
     del self._pending[:n]
     poses = np.stack([self.controller.pose_at(int(f)) for f in self._latent_pixel_frames(c)])
-    key = jax.random.fold_in(self._key, c)
-    self._caches, out, _ = self._step(self._params, self._vae_state, self._caches, frames,
+    key = jax.random.fold_in(self._key, c if self.noise_period is None else c % self.noise_period)
+    self._caches, out, latents = self._step(self._params, self._vae_state, self._caches, frames,
                                       jnp.asarray(poses, jnp.float32)[None], self.intrinsics,
                                       self.text, key)
     out = np.asarray(out[0])
+    self.last_latents = np.asarray(latents[0])
     self.chunks_done += 1
     self.frames_done += n
     self.controller.advance_to(self.frames_done)

@@ -111,7 +111,9 @@ def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas,
   init = ChunkCarry(i=jnp.zeros((), jnp.int32), x=noise, x_exit=noise,
                     x0=jnp.zeros(source_c.shape, jnp.float32), kv=KV(kv_zero, kv_zero))
   out = jax.lax.while_loop(lambda c: c.i <= exit_level + 1, body, init)
-  return kvc.write(cache, out.kv.k, out.kv.v), out.x_exit, out.x0
+  index = cache.num_chunks if chunk_index is None else chunk_index
+  position = cache.query_position(index, window_chunks)    # where its keys were rotated
+  return kvc.write(cache, out.kv.k, out.kv.v, position), out.x_exit, out.x0
 
 
 def generate_chunk(graphdef, params, cache: kvc.KVCache, source_c, camera_c, text,
@@ -149,8 +151,11 @@ def generate_video(graphdef, params, cache: kvc.KVCache, source, camera, text, k
 
   Returns:
     (final cache, x0 f32[B, F, h, w, C]).
+
+  Raises ValueError when an exact (unlimited) cache cannot hold the clip's chunks.
   """
   src = causal.split_chunks(source, chunk_pairs)                 # [n, B, K, h, w, C]
+  causal.check_stream_length(cache, src.shape[0], f"a clip of {source.shape[1]} latent frames")
   cam = None if camera is None else causal.split_chunks(camera, chunk_pairs)
 
   def body(cache, xs):

@@ -28,7 +28,11 @@ from realcam_jax.models.rope import apply_rope
 
 
 class KV(NamedTuple):
-  """Post-RoPE keys and values: k, v [B, S, N, H] (or [L, B, S, N, H] across layers)."""
+  """Post-RoPE keys and values: k, v [B, S, N, H] (or [L, B, S, N, H] across layers).
+
+  Cached keys keep the rotation of the position they were computed at; a reader that
+  wants them elsewhere rotates them further (`BlockInputs.extra_cos/extra_sin`).
+  """
   k: jax.Array
   v: jax.Array
 
@@ -43,6 +47,8 @@ class BlockInputs(NamedTuple):
     mask: self-attention mask over keys [current (T) ; extra_kv (S)].
     block_cond: [B, F, P or 1, Cb] or None.
     block_cond_mask: [B, F] (1 = apply) or None.
+    extra_cos, extra_sin: f32[(B,) S, H // 2] an extra RoPE rotation applied to the cached
+      keys `extra_kv` before attention (re-positions them; RoPE rotations compose), or None.
   """
   e: jax.Array
   context: jax.Array
@@ -51,6 +57,8 @@ class BlockInputs(NamedTuple):
   mask: AttentionMask
   block_cond: jax.Array | None = None
   block_cond_mask: jax.Array | None = None
+  extra_cos: jax.Array | None = None
+  extra_sin: jax.Array | None = None
 
 
 class WanAttention(nnx.Module):
@@ -86,13 +94,18 @@ class WanAttention(nnx.Module):
     return self.to_out(o.reshape(o.shape[:2] + (-1,)))
 
   def self_attention(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: AttentionMask,
-                     extra_kv: KV | None) -> tuple[jax.Array, KV]:
-    """x[B, T, D] -> ([B, T, D], KV of the current tokens [B, T, N, H] after RoPE)."""
+                     extra_kv: KV | None, extra_rope: tuple[jax.Array, jax.Array] | None = None
+                     ) -> tuple[jax.Array, KV]:
+    """x[B, T, D] -> ([B, T, D], KV of the current tokens [B, T, N, H] after RoPE).
+
+    extra_rope: (cos, sin) f32[(B,) S, H // 2] rotating the cached keys before use, or None.
+    """
     q, k, v = self.qkv(x, x)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     current = KV(k, v)
     if extra_kv is not None:   # current keys first: a cache filled from the front then
-      k = jnp.concatenate([k, extra_kv.k.astype(k.dtype)], axis=1)  # leaves a key prefix
+      extra_k = extra_kv.k if extra_rope is None else apply_rope(extra_kv.k, *extra_rope)
+      k = jnp.concatenate([k, extra_k.astype(k.dtype)], axis=1)     # leaves a key prefix
       v = jnp.concatenate([v, extra_kv.v.astype(v.dtype)], axis=1)  # (AttentionMask.key_prefix)
     return self.out(attention(q, k, v, mask, self.impl)), current
 
@@ -141,7 +154,9 @@ class WanBlock(nnx.Module):
         cond = cond * inputs.block_cond_mask.astype(jnp.float32)[:, :, None, None]
       h = h + cond
     h = h.astype(self.dtype).reshape(b, f * p, d)
-    attn, kv = self.attn1.self_attention(h, inputs.cos, inputs.sin, inputs.mask, extra_kv)
+    extra_rope = None if inputs.extra_cos is None else (inputs.extra_cos, inputs.extra_sin)
+    attn, kv = self.attn1.self_attention(h, inputs.cos, inputs.sin, inputs.mask, extra_kv,
+                                         extra_rope)
     x = (x.astype(jnp.float32) + attn.reshape(b, f, p, d) * gate).astype(self.dtype)
 
     # 2. Cross-attention to text.

@@ -61,19 +61,48 @@ def is_target(num_pairs: int, layout: str) -> np.ndarray:
   return combine(src, ~src, layout)[0]
 
 
-def frame_positions(num_pairs: int, layout: str, pair_rope: str, first_pair: int = 0) -> np.ndarray:
-  """int32[2F]: RoPE temporal index of each frame of the combined sequence.
+def pair_stride(layout: str, pair_rope: str) -> int:
+  """RoPE temporal positions per frame pair: 2 for interleaved + sequential (2i, 2i+1), else 1.
 
-  `first_pair` offsets the pair index (for chunks of a stream: the chunk's first pair).
+  Positions are affine in the pair index, so moving a chunk by d pairs moves every one of its
+  frames by `pair_stride * d` (what the KV cache uses to re-position cached keys).
   """
   _check(layout, pair_rope)
-  i = np.arange(first_pair, first_pair + num_pairs, dtype=np.int32)
+  return 2 if (pair_rope == "sequential" and layout == "interleaved") else 1
+
+
+def pair_frame_positions(pair_pos, layout: str, pair_rope: str):
+  """int32[2F]: RoPE temporal index of each frame of the combined sequence of the pairs whose
+  pair indices are `pair_pos` int[F] (numpy in -> numpy out; a traced array works too).
+
+  shared: source and target of pair p both at p; interleaved + sequential: 2p and 2p + 1;
+  prefix + sequential: p and p + F (whole-sequence order, see `frame_positions`).
+  """
+  _check(layout, pair_rope)
+  xp = np if isinstance(pair_pos, np.ndarray) else jnp
+  p = xp.asarray(pair_pos).astype(np.int32)
+  if p.ndim != 1:
+    raise ValueError(f"pair positions must be int[F], got shape {p.shape}")
   if pair_rope == "shared":
-    src, tgt = i, i
+    src, tgt = p, p
   elif layout == "interleaved":
-    src, tgt = 2 * i, 2 * i + 1
+    src, tgt = 2 * p, 2 * p + 1
   else:
-    # Prefix, sequential: the stream's length must be known; chunked prefix streaming
-    # is not defined, so positions follow the whole-sequence order.
-    src, tgt = i, i + num_pairs
+    src, tgt = p, p + p.shape[0]
   return combine(src[None], tgt[None], layout)[0]
+
+
+def frame_positions(num_pairs: int, layout: str, pair_rope: str, first_pair=0):
+  """int32[2F]: RoPE temporal index of each frame of the combined sequence of F pairs.
+
+  `first_pair` (an int, or a traced i32[] inside jit) is the pair index of the first pair
+  (for chunks of a stream: the chunk's first pair), so the pairs are first_pair + 0..F-1.
+  Interleaved + sequential chunk c of K pairs thus gets 2cK + 0..2K-1, continuing the
+  whole-sequence positions. Prefix + sequential places target frame i at F + i: it depends
+  on the sequence length, so it has no chunked form (the student refuses it).
+  """
+  _check(layout, pair_rope)
+  base = pair_frame_positions(np.arange(num_pairs, dtype=np.int32), layout, pair_rope)
+  if isinstance(first_pair, (int, np.integer)):
+    return base + np.int32(pair_stride(layout, pair_rope) * int(first_pair))
+  return jnp.asarray(base) + pair_stride(layout, pair_rope) * jnp.asarray(first_pair, jnp.int32)

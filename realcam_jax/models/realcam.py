@@ -69,8 +69,9 @@ class RealCamDiT(nnx.Module):
   def __call__(self, source: jax.Array, target: jax.Array, sigma: jax.Array,
                camera: jax.Array | None, text: jax.Array | None = None, *,
                cond_mask: jax.Array | None = None, first_pair: int | jax.Array = 0,
+               pair_pos: jax.Array | np.ndarray | None = None,
                mask: AttentionMask | None = None, extra_kv: KV | None = None,
-               return_kv: bool = False):
+               extra_shift: jax.Array | None = None, return_kv: bool = False):
     """Predicts the velocity for every frame of the combined pair sequence.
 
     Args:
@@ -82,8 +83,13 @@ class RealCamDiT(nnx.Module):
       text: text embeddings [B, Lt, Dt] or None (null embedding).
       cond_mask: f32[B], 1 = conditioned, 0 = unconditional (camera and text
         dropped, as for classifier-free guidance). Default all 1.
-      first_pair: index of the first pair (chunks of a stream continue the RoPE index).
+      first_pair: int or i32[]: pair index of the first pair (RoPE positions of pairs
+        first_pair + 0..F-1, mapped to frames by `layout.frame_positions`).
+      pair_pos: int[F] explicit pair index of every pair instead (e.g. a sequence holding
+        copies of chunks at other positions); overrides first_pair.
       mask, extra_kv, return_kv: passed to the backbone (chunk-causal student).
+      extra_shift: i32[S] or None: temporal RoPE positions (frame units) by which each
+        cached key of extra_kv is moved before attention (`kv_cache.position_shift`).
 
     Returns:
       velocity [B, 2F, h, w, C] for the combined sequence (use `layout.split` to get
@@ -119,8 +125,20 @@ class RealCamDiT(nnx.Module):
 
     _, ph, pw = bb.patch_size
     grid_h, grid_w = x.shape[2] // ph, x.shape[3] // pw
-    frame_pos = jnp.asarray(layout.frame_positions(f, cfg.layout, cfg.pair_rope)) + first_pair
+    if pair_pos is None:
+      frame_pos = layout.frame_positions(f, cfg.layout, cfg.pair_rope, first_pair)
+    else:
+      if tuple(np.shape(pair_pos)) != (f,):
+        raise ValueError(f"pair_pos must be int[F={f}] (one index per pair), got shape "
+                         f"{np.shape(pair_pos)}")
+      frame_pos = layout.pair_frame_positions(pair_pos, cfg.layout, cfg.pair_rope)
     cos, sin = bb.rope(frame_pos, grid_h, grid_w)
+    extra_cos = extra_sin = None
+    if extra_shift is not None:
+      if extra_kv is None or tuple(jnp.shape(extra_shift)) != (extra_kv.k.shape[2],):
+        raise ValueError(f"extra_shift must be int[S] for extra_kv with S slots, got shape "
+                         f"{jnp.shape(extra_shift)}")
+      extra_cos, extra_sin = bb.rope(extra_shift, 1, 1)       # temporal channels only
 
     block_cond = block_cond_mask = None
     if cfg.block_cond_dim and camera is not None:
@@ -129,7 +147,7 @@ class RealCamDiT(nnx.Module):
     from realcam_jax.models.blocks import BlockInputs
     bb._check_cache(extra_kv, b)
     inputs = BlockInputs(e, ctx, cos, sin, AttentionMask() if mask is None else mask,
-                         block_cond, block_cond_mask)
+                         block_cond, block_cond_mask, extra_cos, extra_sin)
     tokens, kvs = bb.run_blocks(tokens, inputs, extra_kv, return_kv)
     out = bb.head(tokens, temb, grid_h, grid_w)
     return (out, kvs) if return_kv else out

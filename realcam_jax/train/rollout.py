@@ -17,6 +17,15 @@ Two equivalent formulations (their gradients are tested equal):
          chunk's exit x0 from its exit input, reading the detached final cache as it was
          when that chunk was generated (`KVCache.visible(chunk)`).
 
+Cache geometry: the same as streaming. The rollout's cache holds every chunk, but each
+chunk reads it through the rolling window (`RolloutSpec.window_chunks`, sinks
+`sink_chunks`) at the positions a stream uses (`KVCache.visible`, `query_position`,
+`position_shift`; `inference/kv_cache.py`), so a rollout of n chunks computes exactly
+what a stream computes at chunks 0..n-1, including the gap between the sinks and the
+window once it has slid past them (tested against `generate_video` through the ring).
+Rollouts shorter than sink + window + 2 chunks never meet that gap (see
+`configs/student.py`, ablation `long_rollout`).
+
 Keys: chunk c draws its noise from `chunk_keys(fold_in(noise_key, c), levels)` (see
 `inference/student.py`); `split_rollout_key` gives (exit level key, noise key).
 
@@ -87,7 +96,8 @@ def sample_exit_level(key: jax.Array, num_levels: int) -> jax.Array:
 
 
 def _training_cache(model_cfg, spec: RolloutSpec, source) -> kvc.KVCache:
-  """A cache large enough for every chunk of the clip (attention window applied by mask)."""
+  """A cache large enough for every chunk of the clip (attention window applied by mask and
+  positions by `KVCache.position_shift`, exactly as a stream's ring buffer reads it)."""
   b, f, h, w, _ = source.shape
   n = f // spec.chunk_pairs
   sink = min(spec.sink_chunks, n)

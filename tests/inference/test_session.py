@@ -135,3 +135,15 @@ def _pan_right():
   c = CameraController()
   c.set_preset("pan_right")
   return c
+
+
+def test_unlimited_cache_stops_with_a_clear_error_past_max_frames(models):
+  """window_chunks 0 is exact: a stream longer than max_frames is an error naming the
+  fields, not a silent wrap into a ring without sinks."""
+  s = _session(models, max_frames=3)              # one chunk of K = 3 pairs
+  first = s.chunk_frames()
+  assert s.push(_video(first)) == 1
+  with pytest.raises(ValueError, match=r"the stream \(9 frames\) reached chunk 2 but the "
+                                       r"unlimited KV cache \(student.window_chunks=0\) holds 1 "
+                                       r"chunks .*student.max_frames"):
+    s.push(_video(s.chunk_frames(), seed=1))

@@ -37,3 +37,15 @@ def test_streamed_chunks_equal_generate_video_with_rolling_window():
   assert int(cache.num_chunks) == int(cache_v.num_chunks) == pairs
   np.testing.assert_array_equal(cache.block_chunk, [0, 5, 4])   # sink, ring
   assert np.isfinite(np.asarray(x0_v)).all() and float(jnp.std(x0_v)) > 1e-3
+
+
+def test_unlimited_cache_refuses_a_clip_longer_than_max_frames():
+  config = get_config("student:tiny")             # window_chunks 0: exact, max_frames 12
+  graphdef, params = random_dit(config.model)
+  cache = causal.init_student_cache(config, 1, (4, 4))
+  assert cache.exact and cache.capacity == 4      # 12 latent frames / 3 pairs per chunk
+  src = jnp.zeros((1, 15, 4, 4, config.model.in_channels))
+  with np.testing.assert_raises_regex(ValueError, "a clip of 15 latent frames reached chunk 5 "
+                                      "but the unlimited KV cache .*student.max_frames"):
+    student.generate_video(graphdef, params, cache, src, None, None, jax.random.key(0),
+                           student.student_sigmas(config), chunk_pairs=3)

@@ -38,6 +38,27 @@ def test_frame_positions():
                                 [3, 3, 4, 4])
 
 
+def test_chunk_positions_continue_the_whole_sequence_for_every_pair_rope():
+  """Chunk c of K pairs gets the positions its frames have in the whole sequence (traced
+  first_pair too); interleaved + sequential moves 2 positions per pair."""
+  import jax
+  k, n = 2, 3
+  for lay, rope in (("interleaved", "shared"), ("interleaved", "sequential"), ("prefix", "shared")):
+    whole = layout.frame_positions(k * n, lay, rope)
+    src, tgt = layout.split(whole[None], lay)
+    for c in range(n):
+      want = layout.combine(src[:, c * k:(c + 1) * k], tgt[:, c * k:(c + 1) * k], lay)[0]
+      np.testing.assert_array_equal(layout.frame_positions(k, lay, rope, first_pair=c * k), want)
+      traced = jax.jit(lambda fp: layout.frame_positions(k, lay, rope, first_pair=fp))(c * k)
+      np.testing.assert_array_equal(np.asarray(traced), want)
+      np.testing.assert_array_equal(
+          layout.pair_frame_positions(np.arange(c * k, (c + 1) * k), lay, rope), want)
+  assert layout.pair_stride("interleaved", "sequential") == 2
+  assert layout.pair_stride("prefix", "shared") == layout.pair_stride("interleaved", "shared") == 1
+  np.testing.assert_array_equal(layout.frame_positions(2, "interleaved", "sequential", 3),
+                                [6, 7, 8, 9])
+
+
 def test_bad_names_raise():
   with pytest.raises(ValueError, match="unknown layout 'zigzag'"):
     layout.is_target(2, "zigzag")

@@ -94,3 +94,41 @@ def test_last_exit_level_is_inference(tiny):
       graphdef, p, c, src, cam, text, rollout.split_rollout_key(key)[1], sigmas,
       chunk_pairs=spec.chunk_pairs))(params, cache)
   np.testing.assert_allclose(rollout.no_grad_samples(one), x0, rtol=1e-5, atol=1e-5)
+
+
+def test_windowed_rollout_is_a_stream_past_the_sink_window_gap(tiny):
+  """Rollouts use the streaming cache geometry: a rollout of 6 chunks with 1 sink + a
+  window of 2 (chunks 4 and 5 no longer see chunk 1, and read the sink at the bounded
+  positions) equals `generate_video` through the streaming ring buffer."""
+  config, graphdef, params = tiny
+  config = config.copy_and_resolve_references()
+  config.student.chunk_pairs, config.student.sink_chunks, config.student.window_chunks = 1, 1, 2
+  src, cam, text = _inputs(config, batch=1, pairs=6, seed=4)
+  sigmas = student.student_sigmas(config)
+  spec = rollout.RolloutSpec.from_config(config)
+  key = _key_with_exit(3)
+  one = jax.jit(lambda p: rollout.rollout_no_grad(graphdef, p, src, cam, text, key, sigmas,
+                                                   spec))(params)
+  from realcam_jax.models import causal
+  cache = causal.init_student_cache(config, 1, (4, 4))
+  assert cache.num_blocks == 3 and not cache.exact
+  gen = jax.jit(lambda p, c: student.generate_video(
+      graphdef, p, c, src, cam, text, rollout.split_rollout_key(key)[1], sigmas,
+      chunk_pairs=1))
+  _, x0 = gen(params, cache)
+  np.testing.assert_allclose(rollout.no_grad_samples(one), x0, rtol=1e-5, atol=1e-5)
+  # Not trivially equal: the unlimited rollout differs once the window has slid.
+  full = jax.jit(lambda p: rollout.rollout_no_grad(
+      graphdef, p, src, cam, text, key, sigmas, rollout.RolloutSpec(1, 0, 0)))(params)
+  diff = np.abs(np.asarray(rollout.no_grad_samples(full) - x0))
+  assert diff[:, :4].max() < 1e-5 and diff[:, 4:].max() > 1e-4
+
+
+def test_long_rollout_ablation_reaches_the_sink_window_gap():
+  c = get_config("student:demo,long_rollout")
+  s = c.student
+  chunks = c.data.latent_frames // s.chunk_pairs
+  assert c.data.latent_frames % s.chunk_pairs == 0
+  assert chunks >= s.sink_chunks + s.window_chunks + 2 > get_config("student:demo").data.latent_frames // 3
+  assert get_config("student:demo,chunk1,long_rollout").data.latent_frames == 9   # already long
+  assert get_config("student:demo,ode_clean").student.ode_history == "clean"
