@@ -8,7 +8,20 @@ critic and student share one architecture). ABLATIONS (combine with commas):
   window       rolling attention window of 2 chunks plus 1 sink chunk (the demo default:
                at the 3-chunk training length it equals unlimited attention, and it keeps
                the cost per chunk constant on endless streams)
-  no_window    unlimited attention over the cache (student.max_frames latent frames)
+  no_window    unlimited attention over the cache (student.max_frames latent frames,
+               exact: a longer stream is an error naming student.max_frames)
+  long_rollout training clips of >= sink + window + 2 chunks (demo: 15 latent frames), so that
+               the Self-Forcing rollouts reach the streaming steady state and the gap
+               between the sink and the window (see "Positions" below); with no window
+               it does nothing
+  ode_clean    ODE init with clean history (`student.ode_history = "clean"`)
+
+Positions (issue 20): a query chunk sees the sinks at chunk positions 0..S-1 and its
+window right before itself, so every chunk from S + W on sits at position S + W whatever
+the stream length (`inference/kv_cache.py`). Training rollouts use exactly this geometry
+(`train/rollout.py`), but a rollout of n chunks only meets what a stream meets at chunks
+0..n-1: the demo's 3-chunk clips (S + W = 3) never reach the steady state (chunk 3) nor
+the sink/window gap (chunk 4 on); `long_rollout` does.
 
 LoopAug: `student.loopaug_fraction` of the training sequences (data.source=latents) are
 palindromes in time, built on the encoded latent frames with their poses. Reversing
@@ -52,7 +65,17 @@ ABLATIONS = {
                          setattr(c.student, "sink_chunks", 1)),
     "no_window": lambda c: (setattr(c.student, "window_chunks", 0),
                             setattr(c.student, "sink_chunks", 0)),
+    "long_rollout": lambda c: _long_rollout(c),
+    "ode_clean": lambda c: setattr(c.student, "ode_history", "clean"),
 }
+
+
+def _long_rollout(c):
+  """Training clips of at least sink + window + 2 chunks (applied after the other ablations)."""
+  s = c.student
+  if int(s.window_chunks) > 0:
+    need = (int(s.sink_chunks) + int(s.window_chunks) + 2) * int(s.chunk_pairs)
+    c.data.latent_frames = max(int(c.data.latent_frames), need)
 
 
 def get_config(arg=None):
@@ -88,6 +111,11 @@ def get_config(arg=None):
       ode_steps=_pick(size, 8, 48, 48),
       ode_shift=5.0,
       ode_cfg=c.teacher.sampler.cfg_scale,
+      # What later chunks see in the ODE-init forward: "independent" (CausVid: the earlier
+      # chunks' own noisy inputs, each at its random level) or "clean" (the earlier chunks
+      # at sigma 0, the trajectory's x0, as a stream sees its commits; ~2x tokens).
+      # Default kept: the two are not yet compared on the identity / preset metrics.
+      ode_history="independent",
       # Stored ODE pairs (stage ode_pairs, see the module docstring): N > 0 = the teacher
       # trajectories of the first N training examples, computed once into WORKDIR/ode_pairs
       # and read by ode_init; 0 = the teacher runs inside every ode_init step.
@@ -115,5 +143,7 @@ def get_config(arg=None):
   for name in ablations:
     if name not in ABLATIONS:
       raise ValueError(f"unknown student ablation {name!r}; expected any of {sorted(ABLATIONS)}")
+  # long_rollout sizes the clips from the final chunk / window settings: apply it last.
+  for name in sorted(ablations, key=lambda a: a == "long_rollout"):
     ABLATIONS[name](c)
   return c

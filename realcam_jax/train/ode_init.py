@@ -6,7 +6,14 @@ Per batch, inside the jitted step:
      `student.ode_shift` (`sampler.euler_trajectory`); the latents at the levels nearest
      to the student's levels are kept, with the trajectory's end x0;
   2. each chunk of each sample picks an independent student level; the student runs one
-     block-causal forward (per-frame sigma) on that mix of trajectory latents;
+     block-causal forward (per-frame sigma) on that mix of trajectory latents. What the
+     later chunks attend to is `student.ode_history`:
+       independent  the earlier chunks' own noisy inputs (CausVid; each at its level,
+                    so never cleaner than the lowest student level, sigma 0.625);
+       clean        the earlier chunks committed clean (the trajectory's x0 at sigma 0),
+                    as a stream sees its finished chunks (Self-Forcing's teacher-forcing
+                    variant; the sequence carries a clean copy of every chunk, about
+                    twice the tokens);
   3. loss = MSE between the student's x0 prediction and the trajectory's x0, target
      frames only.
 The model is fed the trajectory's own level (the nearest Euler level) for each latent.
@@ -180,6 +187,17 @@ def ode_targets(teacher, config, source, camera, text, key):
   return jax.lax.stop_gradient((traj[idx], jnp.asarray(level_sigmas), traj[-1]))
 
 
+ODE_HISTORIES = ("independent", "clean")
+
+
+def ode_history(config) -> str:
+  """`student.ode_history` (see the module docstring), checked."""
+  h = config.student.get("ode_history", "independent")
+  if h not in ODE_HISTORIES:
+    raise ValueError(f"unknown student.ode_history {h!r}; expected one of {ODE_HISTORIES}")
+  return h
+
+
 def mix_levels(latents, level_sigmas, key, chunk_pairs: int):
   """Each (sample, chunk) picks a level: (x_t [B, F, ...], sigma f32[B, F], level i32[B, F])."""
   n, b, f = latents.shape[:3]
@@ -200,9 +218,11 @@ def regression_loss(params, graphdef, config, conditions, latents, level_sigmas,
   s = config.student
   x_t, sigma, _ = mix_levels(latents, level_sigmas, key, int(s.chunk_pairs))
   model = nnx.merge(graphdef, params)
+  history = ode_history(config)
   v = causal.full_block_causal(model, source, x_t.astype(source.dtype), sigma, camera, text,
                                chunk_pairs=int(s.chunk_pairs), sink_chunks=int(s.sink_chunks),
-                               window_chunks=int(s.window_chunks))
+                               window_chunks=int(s.window_chunks),
+                               history_target=x0_target if history == "clean" else None)
   x0 = causal.target_x0(v, x_t, sigma, model.cfg)
   loss = jnp.mean(jnp.square(x0 - x0_target))
   return loss, {"loss": loss, "teacher_x0_std": jnp.std(x0_target)}

@@ -106,3 +106,43 @@ def test_teacher_loads_from_workdir_and_converted_dir(setup, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(got), params)
   with pytest.raises(FileNotFoundError, match="is not a checkpoint"):
     ode_init.load_params(str(tmp_path / "nothing"), abs_params, param_sh)
+
+
+def test_clean_history_regression(setup, monkeypatch):
+  """student.ode_history='clean': later chunks see the trajectory's x0 at sigma 0. The
+  first chunk (no history) predicts the same as with independent levels, later chunks
+  not; an unknown name is refused."""
+  config, mesh, graphdef, state, state_sh, aux = setup
+  batch = _batch(config)
+  from realcam_jax.train import rollout
+  conditions = rollout.conditions(config, batch)
+  r = np.random.default_rng(0)
+  n = len(ode_init.trajectory_levels(config)[1])
+  latents = jnp.asarray(r.standard_normal((n,) + conditions[0].shape), jnp.float32)
+  x0 = jnp.asarray(r.standard_normal(conditions[0].shape), jnp.float32)
+  sigmas = jnp.asarray(ode_init.trajectory_levels(config)[1])
+  from realcam_jax.models import causal
+  captured, real = {}, causal.full_block_causal
+
+  def spy(*a, **kw):                       # the student's velocity inside the loss
+    captured["clean" if kw.get("history_target") is not None else "independent"] = out = \
+        real(*a, **kw)
+    return out
+
+  monkeypatch.setattr(causal, "full_block_causal", spy)
+  params = perturb(aux["teacher_params"])      # (the fixture's state was donated)
+
+  def run(history):
+    c = config.copy_and_resolve_references()
+    c.student.ode_history = history
+    return float(ode_init.regression_loss(params, graphdef, c, conditions, latents, sigmas, x0,
+                                          jax.random.key(3))[0])
+
+  loss_ind, loss_clean = run("independent"), run("clean")
+  assert np.isfinite([loss_ind, loss_clean]).all() and loss_ind != loss_clean
+  k = int(config.student.chunk_pairs)
+  a, b = np.asarray(captured["independent"]), np.asarray(captured["clean"])
+  np.testing.assert_allclose(b[:, :2 * k], a[:, :2 * k], rtol=1e-4, atol=1e-5)
+  assert np.abs(b - a)[:, 2 * k:].max() > 1e-3
+  with pytest.raises(ValueError, match="unknown student.ode_history 'dirty'"):
+    run("dirty")
