@@ -116,8 +116,9 @@ def test_pipeline_selects_the_variant_by_config():
   cfg.loopaug_variant = "forward_source"
   tf = pipeline.make_transform(cfg, "train")
   t = 9
-  rec = dict(source_rgb=(np.arange(t)[:, None, None, None] * np.ones((t, 2, 2, 3))).astype(np.uint8),
-             target_rgb=np.ones((1, t, 2, 2, 3), np.uint8), source_c2w=get_trajectory("pan_left", t),
+  frames = (np.arange(t)[:, None, None, None] * np.ones((t, 2, 2, 3))).astype(np.uint8)
+  rec = dict(source_rgb=frames, target_rgb=np.ones((1, t, 2, 2, 3), np.uint8),
+             source_c2w=get_trajectory("pan_left", t),
              target_c2w=get_trajectory("pan_right", t)[None], intrinsics=np.eye(3))
   ex = tf(rec, np.random.default_rng(0))
   src = np.round((ex["source"][:, 0, 0, 0] + 1) * 127.5)
