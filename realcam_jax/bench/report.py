@@ -124,12 +124,34 @@ def markdown(results: dict) -> str:
       f"- JAX {m['jax']} (jaxlib {m['jaxlib']}), backend `{m['backend']}`, devices "
       f"{', '.join(m['devices'])}",
       f"- Configs: student `{results['config']}`, teacher `{results['teacher_config']}`; "
-      f"frame size {results['size'][1]}x{results['size'][0]}; random weights (speed only).",
+      f"frame size {results['size'][1]}x{results['size'][0]}; "
+      f"{results.get('weights', 'random weights (speed only)')}.",
       "- Times are wall clock (`time.perf_counter`), compile excluded unless labelled; "
       "1x = the student's training length.", ""]
   if results.get("note"):
     lines += [f"> {results['note']}", ""]
-  return "\n".join(lines) + "\n" + tables(results, "##")
+  return "\n".join(lines) + "\n" + tables(results, "##") + drift_table(results, "##")
+
+
+def drift_table(results: dict, heading: str = "##") -> str:
+  """Per-chunk output drift along each student stream (`bench/stream.py`: a looping scene,
+  each chunk vs its first occurrence); '' when the results carry none."""
+  stu = [results["systems"][n] for n in STUDENT_SYSTEMS if n in results["systems"]]
+  rows = [(s, r) for s in stu for r in s["lengths"] if "drift_per_loop" in r]
+  if not rows:
+    return ""
+  lines = [f"{heading} Streaming student: output drift along the stream", "",
+           "| system | length | loop chunks | drift per loop (mean) | max | last chunk |",
+           "|---|---|---|---|---|---|"]
+  for s, r in rows:
+    loops = " ".join("—" if d is None else f"{d:.2e}" for d in r["drift_per_loop"])
+    lines.append(f"| {s['system']} | {r['multiple']}x | {r['loop_chunks']} | {loops} | "
+                 f"{_f(r['drift_max'], '.2e')} | {_f(r['drift_last'], '.2e')} |")
+  lines += ["", "The source is one synthetic scene playing in a loop of one training length, "
+            "with the same noise and a still camera on every loop, so a chunk repeats an "
+            "earlier one's inputs; drift = relative L2 difference of its target latents from "
+            "its first occurrence. It should settle after the first loop, not grow.", ""]
+  return "\n".join(lines) + "\n"
 
 
 def tables(results: dict, heading: str = "##") -> str:

@@ -10,6 +10,18 @@ Two cache policies (`config.student`):
              compilation per length.
   window     a rolling window of `window_chunks` chunks plus `sink_chunks` sink chunks:
              constant size, one compilation for all lengths (`reset` between streams).
+
+Input and drift. Every stream plays one synthetic scene (`data.synthetic.sample_clip`,
+source camera only) in a loop of one training length (`chunks_per_length` chunks of
+`4 K` frames), with the noise of chunk c reused at c + period (`noise_period`) and the
+target camera holding still. A chunk then repeats an earlier one exactly in its inputs
+(source frames, camera, noise); its *drift* is the relative L2 difference of its target
+latents from those of its first occurrence (`loop_drift`). A stream whose outputs
+depend only on the inputs and the visible history (bounded positions, issue 20) has a
+drift that settles after the first loop instead of growing with the stream length.
+(Chunk 0 has the shorter first-chunk shape, so its first repeat is chunk `period`.)
+Speed does not depend on the content or the weights; drift needs weights whose outputs
+depend on the history, so random weights are perturbed (`testing.perturb`).
 """
 
 from __future__ import annotations
@@ -76,15 +88,67 @@ def steady_fps(session) -> float | None:
   return sum(session.chunk_frames(i) for i in range(1, len(lat))) / sum(lat[1:])
 
 
-def run_stream(session, num_chunks: int, rng) -> dict:
-  """Streams `num_chunks` chunks of random frames from a fresh session state."""
+def loop_clip(config, vae, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(frames u8[P, H, W, 3], intrinsics f32[3, 3]): one training length of a synthetic scene
+  seen by its source camera, P = chunks_per_length * 4 K frames (a whole number of steady
+  chunks, so the loop repeats chunk for chunk)."""
+  from realcam_jax.data.synthetic import sample_clip
+  frames = chunks_per_length(config) * vae.temporal_factor * int(config.student.chunk_pairs)
+  clip = sample_clip(seed, frames, height, width, 0)
+  return clip["source_rgb"], clip["intrinsics"]
+
+
+def first_occurrence(chunk: int, period: int) -> int | None:
+  """The earlier chunk whose inputs chunk `chunk` repeats on a looping stream of `period`
+  chunks (None: it is a first occurrence). Chunk 0 is shorter, so position 0 first occurs
+  at chunk `period`."""
+  pos = chunk % period
+  first = pos if pos else period
+  return None if chunk <= first else first
+
+
+def loop_drift(latents: list[np.ndarray], period: int) -> list[float | None]:
+  """Per chunk: ||x_c - x_first|| / ||x_first|| of its target latents vs its first
+  occurrence (`first_occurrence`), None for first occurrences."""
+  out = []
+  for c, x in enumerate(latents):
+    f = first_occurrence(c, period)
+    if f is None:
+      out.append(None)
+      continue
+    ref = np.asarray(latents[f], np.float64)
+    out.append(float(np.linalg.norm(np.asarray(x, np.float64) - ref) /
+                     max(np.linalg.norm(ref), 1e-12)))
+  return out
+
+
+def drift_summary(drift: list[float | None], period: int) -> dict:
+  """Mean drift per loop of the stream (loops without a repeat: None), its max, its last."""
+  loops = []
+  for start in range(0, len(drift), period):
+    vals = [d for d in drift[start:start + period] if d is not None]
+    loops.append(float(np.mean(vals)) if vals else None)
+  vals = [d for d in drift if d is not None]
+  return {"drift_per_loop": loops, "drift_max": max(vals) if vals else None,
+          "drift_last": vals[-1] if vals else None}
+
+
+def run_stream(session, num_chunks: int, loop: np.ndarray) -> dict:
+  """Streams `num_chunks` chunks of the looping clip `loop` u8[P, H, W, 3] from a fresh
+  session state (frame i of the stream is loop[i % P])."""
   cpu0 = time.process_time()
+  latents, pos = [], 0
   for c in range(num_chunks):
     n = session.chunk_frames(c)
-    session.push(rng.integers(0, 256, (n, session.height, session.width, 3), dtype=np.uint8))
+    session.push(loop[np.arange(pos, pos + n) % len(loop)])
+    pos += n
     session.pull()
+    latents.append(session.last_latents)
   lat = list(session.latencies)
+  period = session.noise_period or num_chunks
+  drift = loop_drift(latents, period)
   return {"chunks": num_chunks, "frames": session.frames_done,
+          "loop_chunks": period, "chunk_drift": drift, **drift_summary(drift, period),
           "first_chunk_latency_s": lat[0], "chunk_latency_s": lat,
           "median_chunk_latency_s": float(np.median(lat[1:] if len(lat) > 1 else lat)),
           "steady_fps": steady_fps(session),
@@ -107,29 +171,29 @@ def bench_student(config, graphdef, params, vae, height: int, width: int,
 
   Returns:
     dict(system, window_chunks, sink_chunks, chunk_pairs, chunk_frames [first, steady],
-    lengths: [per length: multiple, chunks, frames, chunk_latency_s [chunks], ...,
-    compile_s]).
+    lengths: [per length: multiple, chunks, frames, chunk_latency_s [chunks],
+    chunk_drift [chunks] (None for first occurrences), drift_per_loop, drift_max,
+    drift_last, ..., compile_s]).
   """
-  from realcam_jax.camera.intrinsics import intrinsics_from_fov
   from realcam_jax.inference.session import StreamingSession
 
   config = with_window(config) if window else without_window(config)
   per = chunks_per_length(config)
   k = int(config.student.chunk_pairs)
-  intr = np.asarray(intrinsics_from_fov(60.0, width, height), np.float32)
-  rng = np.random.default_rng(seed)
+  loop, intr = loop_clip(config, vae, height, width, seed)
   latent_hw = (height // vae.spatial_factor, width // vae.spatial_factor)
   results, session, warm = [], None, None
   for m in sorted(multiples):
     if session is None or not window:   # the unlimited cache is sized per length
       session = StreamingSession(config, graphdef, params, vae, height=height, width=width,
-                                 intrinsics=intr, seed=seed, max_frames=m * per * k)
+                                 intrinsics=intr, seed=seed, max_frames=m * per * k,
+                                 noise_period=per)
       warm = session.warmup()
       fresh = True
     else:
       session.reset()
       fresh = False
-    row = {"multiple": m, **run_stream(session, m * per, rng),
+    row = {"multiple": m, **run_stream(session, m * per, loop),
            "kv_cache_mb": kv_cache_mb(config, latent_hw, m * per * k)}
     row["compile_s"] = compile_seconds(warm, row) if fresh else None
     results.append(row)

@@ -2,7 +2,11 @@
 
   realcam bench --config student:demo --out runs/bench_demo
 
-Random weights (speed does not depend on them). Systems (`--systems`):
+Random weights by default (speed does not depend on them; they are perturbed so that
+outputs depend on the inputs), `--student` / `--vae` for trained ones. Every student
+stream plays one synthetic scene in a loop and reports each chunk's output drift from
+its first occurrence beside its latency (`realcam_jax/bench/stream.py`). Systems
+(`--systems`):
   student         streaming session, unlimited KV cache (sized for the whole stream)
   student_window  streaming session, rolling window + sink (constant cache)
   teacher         bidirectional teacher, whole video, config.sampler steps + CFG
@@ -57,6 +61,10 @@ def add_arguments(parser):
                       help=f"output folder (default {DEFAULT_OUT})")
   parser.add_argument("--results", metavar="FILE",
                       help="also write a benchmark record here (docs/results/NAME.json)")
+  parser.add_argument("--student", metavar="CKPT",
+                      help="student checkpoint (default: random weights, perturbed so that the "
+                           "drift column means something; speed does not depend on them)")
+  parser.add_argument("--vae", metavar="CKPT", help="VAE checkpoint (default: random weights)")
   parser.add_argument("--dry-run", action="store_true",
                       help="print the student's chunk shapes (jax.eval_shape) and stop")
 
@@ -110,7 +118,8 @@ def _student_line(system, row):
   return (f"{system} {row['multiple']}x: {row['chunks']} chunks, "
           f"first {row['first_chunk_latency_s']:.3f} s, "
           f"median {row['median_chunk_latency_s']:.3f} s/chunk, "
-          f"{row['steady_fps'] or float('nan'):.1f} frames/s")
+          f"{row['steady_fps'] or float('nan'):.1f} frames/s, "
+          f"drift max {row['drift_max'] if row['drift_max'] is not None else float('nan'):.2e}")
 
 
 def _offline_line(system, row):
@@ -139,9 +148,16 @@ def run(args, overrides) -> int:
              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
              "machine": bench_record.machine(), "config": args.config, "teacher_config": teacher_name,
              "fps_target": 15.0, "note": args.note or None, "systems": {}}
+  random_weights = not (args.student or args.vae)
   config, graphdef, params, vae = render_cli.load(  # random weights: no warning needed
-      types.SimpleNamespace(student=None, vae=None, random_weights=True, config=args.config),
-      config, out=io.StringIO())
+      types.SimpleNamespace(student=args.student, vae=args.vae, random_weights=random_weights,
+                            config=args.config), config, out=io.StringIO())
+  if random_weights:   # non-zero heads, so outputs depend on the inputs and the history
+    from realcam_jax.testing import perturb
+    params = perturb(params)
+    results["weights"] = "random weights (speed only; perturbed, for the drift column)"
+  else:
+    results["weights"] = f"weights: student {args.student or 'bundled'}, vae {args.vae or 'bundled'}"
   for system, tc in teachers.items():
     if int(tc.model.in_channels) != vae.z_dim:
       raise UserError(f"--teacher-config {teacher_name}: the {system} takes "

@@ -3,8 +3,10 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
+from realcam_jax.bench import stream
 from realcam_jax.cli import main
 
 TINY = ["--config", "student:tiny", "--size", "16x16"]
@@ -42,6 +44,12 @@ def test_bench_writes_json_md_png(bench_run):
                   "cpu_s_per_frame", "rss_mb", "peak_rss_mb", "kv_cache_mb"):
         assert _finite_positive(r[key]), (name, key, r[key])
       assert all(_finite_positive(x) for x in r["chunk_latency_s"])
+      # Drift beside latency: one entry per chunk, None exactly at first occurrences.
+      assert r["loop_chunks"] == s["chunks_per_training_length"]
+      assert [d is None for d in r["chunk_drift"]] == [
+          stream.first_occurrence(c, r["loop_chunks"]) is None for c in range(r["chunks"])]
+      if r["multiple"] > 1:
+        assert r["drift_max"] is not None and math.isfinite(r["drift_max"])
   unlimited, window = (results["systems"][n]["lengths"] for n in ("student", "student_window"))
   assert unlimited[1]["kv_cache_mb"] == pytest.approx(2 * unlimited[0]["kv_cache_mb"])
   assert window[1]["kv_cache_mb"] == window[0]["kv_cache_mb"]     # constant: rolling window
@@ -55,7 +63,22 @@ def test_bench_writes_json_md_png(bench_run):
   assert set(results["targets"]) == {"student", "student_window"}
   md = (out / "bench.md").read_text()
   assert results["command"] in md and "| student_window |" in md and "## Targets" in md
+  assert "output drift along the stream" in md
   assert (out / "latency_vs_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loop_drift_compares_each_chunk_with_its_first_occurrence():
+  # A loop of 3 chunks; chunk 0 is shorter, so position 0 first occurs at chunk 3.
+  assert [stream.first_occurrence(c, 3) for c in range(8)] == [None, None, None, None, 1, 2,
+                                                               3, 1]
+  x = [np.full((2, 2), v) for v in (9.0, 1.0, 2.0, 4.0, 1.0, 2.5, 4.0, 1.1)]
+  drift = stream.loop_drift(x, 3)
+  assert drift[:4] == [None] * 4
+  np.testing.assert_allclose(drift[4:], [0.0, 0.25, 0.0, 0.1])
+  summary = stream.drift_summary(drift, 3)
+  assert summary["drift_per_loop"][0] is None and summary["drift_max"] == pytest.approx(0.25)
+  np.testing.assert_allclose(summary["drift_per_loop"][1:], [0.125, 0.05])
+  assert summary["drift_last"] == pytest.approx(0.1)
 
 
 def test_bench_writes_a_benchmark_record(bench_run):
