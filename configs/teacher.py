@@ -15,6 +15,13 @@ SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
   vae4x        latents of the 4x-spatial demo VAE (configs/vae.py:demo4x): 16x16 latent
                frames, so with patch 2 a token covers 8x8 px (64 tokens per latent frame)
                instead of 16x16 px (issue 19)
+
+Starting from the public Wan2.1 weights: `--config.train.init_from=DIR` with DIR from
+`realcam convert --model dit --config configs/dit.py:SIZE --out DIR` (same SIZE and
+model overrides as the teacher). Every Wan parameter of the backbone is read from DIR
+(shape-checked); the RealCam-only layers (camera cond_proj, stream embedding, source
+skip) keep their zero init. "" (default) = random init from `seed`. It applies only to
+a run that starts at step 0; a resumed run restores its own checkpoint.
 """
 
 import ml_collections
@@ -77,7 +84,8 @@ def get_config(arg=None):
       num_steps={"tiny": 4, "demo": 6000, "wan2_1_1_3b": 20000}[size],
       log_every={"tiny": 1, "demo": 20, "wan2_1_1_3b": 50}[size],
       ckpt_every={"tiny": 2, "demo": 200, "wan2_1_1_3b": 1000}[size],
-      keep=3))
+      keep=3,
+      init_from=""))  # converted Wan2.1 DiT dir (realcam convert --model dit); "" = seed init
   if size == "tiny":
     c.sampler.steps = 4
   for name in ablations:

@@ -38,12 +38,16 @@ def main(argv=None):
     config = get_config(args.config, overrides)
   except ConfigError as e:
     p.error(str(e))
+  from realcam_jax.ckpt.orbax_io import CheckpointError
   from realcam_jax.train import common, run
   try:
     _, _, info = run.run(config, args.workdir, args.num_steps)
   except common.NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     return 3
+  except CheckpointError as e:      # e.g. a train.init_from that does not fit the model
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   if multihost.is_main_process():   # launch/tpu_vm.py's watch loop reads this line
     if info.get("stopped_by_signal"):
       print(f"{FINISHED_PREFIX} stopped by signal at step {info['last_step']}; run the same "

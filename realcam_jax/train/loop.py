@@ -6,7 +6,9 @@ where `step_fn(state, batch) -> (state, metrics)`.
 
 Behaviour:
   - resumes from the latest checkpoint in `workdir/ckpt` (state + data iterator), so a
-    killed run continues exactly where its last checkpoint left it;
+    killed run continues exactly where its last checkpoint left it; `train.init_from`
+    (pretrained weights for step 0, e.g. the teacher's Wan2.1 backbone) is then not read:
+    `init` gets the config with it cleared;
   - metrics every `train.log_every` steps to `workdir/metrics.jsonl` and TensorBoard;
   - a non-finite loss stops the run with a message; no checkpoint is written after
     the last finite one, so the last good checkpoint is what remains;
@@ -43,6 +45,19 @@ def to_global(batch: dict, mesh) -> dict:
           for k, v in batch.items()}
 
 
+def _init_config(config, resume_step: int | None):
+  """The config for `init`: `train.init_from` cleared when the run resumes (it restores
+  its own checkpoint instead, so the pretrained directory is neither read nor needed)."""
+  if resume_step is None or not config.train.get("init_from"):
+    return config
+  if multihost.is_main_process():
+    print(f"resuming from step {resume_step}: train.init_from={config.train.init_from!r} is "
+          f"not read (it only starts a fresh run)", flush=True)
+  config = config.copy_and_resolve_references()
+  config.train.init_from = ""
+  return config
+
+
 def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
           num_steps: int | None = None, desc: str = "train") -> tuple[Any, Any, dict]:
   """Runs a stage until `num_steps` (default `config.train.num_steps`).
@@ -61,9 +76,9 @@ def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
   info = {"stopped_by_signal": False, "last_step": 0}
   # Built outside the mesh context: flax's eval_shape would otherwise try to turn the
   # logical axis names into mesh shardings; `init` applies the rules table explicitly.
-  graphdef, state, state_sh, aux = init(config, mesh)
+  last_good = ckpt.latest_step()
+  graphdef, state, state_sh, aux = init(_init_config(config, last_good), mesh)
   with jax.set_mesh(mesh), sharding.use_rules(rules), multihost.StopRequest() as stop:
-    last_good = ckpt.latest_step()
     if last_good is not None:
       state, _, _ = ckpt.restore(abstract_like(state, state_sh), data_iter=data_iter)
     step = int(jax.device_get(state.step))

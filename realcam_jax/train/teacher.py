@@ -10,6 +10,14 @@ Batch (latents; see `realcam_jax.data`):
 Objective (design.md §3): one noise level per sample (shifted uniform) on all target
 frames, velocity target `noise - x0`, `(1 - a) L_FM + a L_motion` on target frames only;
 with probability `objective.cond_dropout` a sample drops camera and text (CFG).
+
+Initialisation: `train.init_from` = "" starts from `config.seed`; a directory written by
+`realcam convert --model dit` (the Wan2.1 DiT, converted with the same model config)
+starts the backbone from it (`load_wan_backbone`): every Wan parameter comes from the
+file, shape-checked; the RealCam-only parameters (per-block camera `cond_proj`,
+`stream_embed`, `source_skip`) keep their zero seed init, so step 0 computes the Wan2.1
+function on the pair sequence. Only a run starting at step 0 reads it: a run that
+resumes restores its own checkpoint (`train.loop`).
 """
 
 from __future__ import annotations
@@ -21,11 +29,14 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from realcam_jax.ckpt import pretrained
 from realcam_jax.diffusion import flow_matching as fm
 from realcam_jax.diffusion import schedule
 from realcam_jax.models import layout
 from realcam_jax.models.camera_features import camera_features
-from realcam_jax.models.realcam import RealCamDiT
+from realcam_jax.models.dit import WanDiT
+from realcam_jax.models.realcam import RealCamDiT, backbone_config
+from realcam_jax.scale import multihost
 from realcam_jax.train import state as st
 from realcam_jax.train.common import gradient_step, jit_train_step, make_optimizer
 
@@ -79,8 +90,55 @@ def compile_step(graphdef, config, optimizer, state_shardings, mesh, batch_examp
                         batch_example)
 
 
+def wan_param_paths(model_cfg) -> set[tuple[str, ...]]:
+  """Paths of the bare Wan2.1 DiT's parameters (what `realcam convert --model dit` writes),
+  as they sit under `backbone` in RealCamDiT; the rest of the RealCam tree has no Wan
+  counterpart."""
+  cfg = backbone_config(model_cfg)              # a copy
+  cfg.block_cond_dim = 0                       # Wan's exact tree: no camera cond_proj
+  _, abstract = st.abstract_model(lambda rngs: WanDiT(cfg, rngs=rngs))
+  return {tuple(str(k) for k in p) for p, _ in nnx.to_flat_state(abstract)}
+
+
+def _wan_part(config) -> dict:
+  """Where and what the converted Wan2.1 DiT is inside the teacher's params."""
+  return dict(prefix=("backbone",), paths=wan_param_paths(config.model),
+              what="the Wan2.1 DiT backbone of this model", setting="train.init_from",
+              model_cfg=config.model)
+
+
+def check_wan_backbone(config) -> None:
+  """Raises CheckpointError unless `config.train.init_from` fits the model (shapes only,
+  on the abstract model: fails before any weight is allocated)."""
+  _, abstract = st.abstract_model(build_model(config), config.seed)
+  pretrained.check_part(config.train.init_from, abstract, **_wan_part(config))
+
+
+def load_wan_backbone(config, state: st.TrainState, state_sh: st.TrainState,
+                      optimizer: optax.GradientTransformation) -> st.TrainState:
+  """`state` with its backbone read from `config.train.init_from` (see module docstring).
+
+  The Wan parameters are restored straight into their shardings (`state_sh.params`);
+  the optimizer state is initialised afresh for the new params.
+  """
+  part = _wan_part(config)
+  params = pretrained.load_part(config.train.init_from, state.params, state_sh.params, **part)
+  opt_state = jax.jit(optimizer.init, out_shardings=state_sh.opt_state)(params)
+  if multihost.is_main_process():
+    own = sorted("/".join(str(k) for k in p) for p, _ in nnx.to_flat_state(params)
+                 if p[0] != "backbone" or tuple(str(k) for k in p[1:]) not in part["paths"])
+    print(f"train.init_from: {len(part['paths'])} Wan2.1 parameter arrays from "
+          f"{config.train.init_from}; seed init (zero) for {', '.join(own)}", flush=True)
+  return state.replace(params=params, opt_state=opt_state)
+
+
 def init(config, mesh):
-  """(graphdef, state, state_shardings, optimizer) for the teacher (see `train.loop`)."""
+  """(graphdef, state, state_shardings, optimizer) for the teacher (see `train.loop`):
+  a seed init, with the backbone from `train.init_from` when that is set."""
   optimizer = make_optimizer(config.optim)
+  if config.train.get("init_from"):
+    check_wan_backbone(config)
   graphdef, state, state_sh = st.create_sharded(build_model(config), optimizer, mesh, config.seed)
+  if config.train.get("init_from"):
+    state = load_wan_backbone(config, state, state_sh, optimizer)
   return graphdef, state, state_sh, optimizer
