@@ -16,6 +16,7 @@ point: `realcam_jax.eval.runner.run_eval`. Metric definitions: docs/metrics.md.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -177,10 +178,19 @@ def run(args, overrides) -> int:
         + ", ".join(f"{n}={runner.pixel_frames(f, settings.temporal_factor)} frames"
                     for n, f in lat.items()), file=sys.stderr)
   videos = {}
+  partial = os.path.abspath(args.out).rstrip(os.sep) + ".partial.json"
+
+  def save_partial(res):
+    """After each scene: the scenes so far, beside DIR (a long run can be read early)."""
+    from realcam_jax.atomic import atomic_file
+    text = json.dumps(report.to_jsonable(dict(res, partial=True)), indent=1)
+    atomic_file(partial, lambda f: f.write(text.encode()))
+
   results = runner.run_eval(systems, settings, split=args.split, num_scenes=args.num_scenes,
                             cases=args.case_names, lengths=lengths, references=refs,
                             seed=args.seed, adherence=args.adherence, keep_videos=videos,
-                            bootstrap_samples=args.bootstrap_samples)
+                            bootstrap_samples=args.bootstrap_samples,
+                            after_scene=save_partial)
   results["command"] = getattr(args, "command_line", None)
   results["config"] = args.config
   results["config_overrides"] = list(overrides)
@@ -190,6 +200,8 @@ def run(args, overrides) -> int:
     raise UserError(str(e)) from None
   sys.stdout.write(report.markdown(results))
   print(f"wrote {args.out}: {', '.join(files)}")
+  if os.path.exists(partial):
+    os.remove(partial)
   if args.results:
     from realcam_jax.bench import convert, record
     rec = convert.from_eval(results, record.name_of(args.results))

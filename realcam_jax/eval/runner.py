@@ -128,7 +128,7 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
              num_scenes: int = DEFAULT_NUM_SCENES, cases=CASE_GROUPS, lengths=LENGTHS,
              references: dict | None = None, seed: int = 0, adherence: bool = False,
              progress: bool = True, keep_videos: dict | None = None,
-             bootstrap_samples: int = stats.BOOTSTRAP_SAMPLES) -> dict:
+             bootstrap_samples: int = stats.BOOTSTRAP_SAMPLES, after_scene=None) -> dict:
   """Runs every system and reference on the same scenes, cases and lengths.
 
   Args:
@@ -146,6 +146,8 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
       the training length (else the first), `{"case/length": {"source": u8[T,H,W,3], <system>: ...,
       "truth": ...}}` (for `report.write_report(..., videos=)`).
     bootstrap_samples: resamples per interval.
+    after_scene: optional `fn(results)` called after each scene with the results of the
+      scenes done so far (e.g. to save partial results of a long run).
 
   Returns:
     JSON-ready dict: `split`, `seeds`, `settings`, `cases` ({name: {speed}}), `lengths`
@@ -194,11 +196,23 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
             dict(s, seed=clip_seed, view_change_deg=case.view_change_deg))
       if keep:
         keep_videos[f"{case.case}/{case.length}"] = dict(kept, truth=case.target)
+    if after_scene is not None and i + 1 < len(seeds):
+      after_scene(_results(scores, seeds[:i + 1], seconds, systems, references, names,
+                           lengths, lat, settings, split=split, seed=seed,
+                           adherence=adherence, bootstrap_samples=bootstrap_samples))
+  return _results(scores, seeds, seconds, systems, references, names, lengths, lat, settings,
+                  split=split, seed=seed, adherence=adherence,
+                  bootstrap_samples=bootstrap_samples)
+
+
+def _results(scores, seeds, seconds, systems, references, names, lengths, lat, settings, *,
+             split, seed, adherence, bootstrap_samples) -> dict:
+  """The JSON-ready results of the scenes scored so far (`seeds` = those scenes)."""
   boot = dict(samples=int(bootstrap_samples), seed=stats.BOOTSTRAP_SEED, level=stats.LEVEL)
   kw = dict(samples=boot["samples"], seed=boot["seed"], level=boot["level"])
   presets = [c for c in names if c in cases_lib.RECAM_PATHS]
   results = {}
-  for row in rows:
+  for row in scores:
     results[row] = {c: {n: summary.aggregate(scores[row][c][n], **kw) for n in lengths}
                     for c in names}
     if len(presets) > 1:

@@ -284,3 +284,18 @@ def test_kept_videos_are_what_was_scored_and_the_frame_sheet_lays_them_out(tmp_p
   assert {"frames_clip_short.png", "frames_loop_short.png"} <= set(files)
   # Without kept videos nothing changes (no frame sheets).
   assert not any(f.startswith("frames_") for f in report.write_report(res, str(tmp_path / "e2")))
+
+
+def test_after_scene_sees_the_results_of_the_scenes_done_so_far():
+  st = _settings(short_latent_frames=3, chunk_pairs=1, height=16, width=16)
+  kw = dict(cases=("clip",), lengths=("short",), references={}, progress=False,
+            bootstrap_samples=50)
+  seen = []
+  full = runner.run_eval({"copy_source": systems.copy_source()}, st, num_scenes=2,
+                         after_scene=seen.append, **kw)
+  one = runner.run_eval({"copy_source": systems.copy_source()}, st, num_scenes=1, **kw)
+  assert len(seen) == 1 and seen[0]["seeds"] == full["seeds"][:1] == one["seeds"]
+  assert report.to_jsonable(seen[0]["results"]) == report.to_jsonable(one["results"])  # NaN-safe
+  first = [report.to_jsonable(r["results"]["copy_source"]["clip"]["short"]["scenes"][0])
+           for r in (full, one)]
+  assert first[0] == first[1]
