@@ -12,6 +12,9 @@ SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
                   default for the demo size, where CPU training time is short and
                   learning to use the source from scratch is the hard part
   no_source_skip  turn it off (the Wan-compatible default of tiny and full size)
+  source_residual  the head predicts a residual on the paired source latent (x0 = source +
+               g * out, g zero-initialised: the model starts by copying its source;
+               models/realcam.py), instead of Wan's velocity (issue 19 pilots)
   vae4x        latents of the 4x-spatial demo VAE (configs/vae.py:demo4x): 16x16 latent
                frames, so with patch 2 a token covers 8x8 px (64 tokens per latent frame)
                instead of 16x16 px (issue 19)
@@ -35,6 +38,7 @@ ABLATIONS = {
     "no_motion": lambda c: setattr(c.objective, "motion_weight", 0.0),
     "source_skip": lambda c: setattr(c.model, "source_skip", True),
     "no_source_skip": lambda c: setattr(c.model, "source_skip", False),
+    "source_residual": lambda c: setattr(c.model, "prediction", "source_residual"),
     "vae4x": lambda c: (c.data.update(latent_height=c.data.latent_height * 2,
                                       latent_width=c.data.latent_width * 2),
                         setattr(c.model, "vae_spatial_factor", 4)),

@@ -10,7 +10,13 @@ A Wan2.1 backbone (`WanDiT`) that sees source and target latent frames as pairs:
       plucker  per-token Plücker rays, patchified [B, F, P, 6 * ph * pw];
   - optional zero-initialised pair-aligned source skip (`config.source_skip`): a
     Linear from each source token to the paired target token (design.md §8);
-  - source frames always at timestep 0; text optional (a zero "null" embedding).
+  - source frames always at timestep 0; text optional (a zero "null" embedding);
+  - what the head predicts (`config.prediction`): "velocity" (Wan: the network output is
+    the velocity) or "source_residual" (demo option: the output is a residual on the
+    paired source latent, x0_hat = source + g * out with a zero-initialised per-channel
+    gain g, returned as the velocity `(x_t - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)`;
+    at initialisation the model copies its source, and training learns the change of
+    view from there; see `anchor_on_source`).
 
 At initialisation every RealCam addition is exactly zero, so the network computes
 the plain Wan2.1 function: pretrained weights load into `backbone` unchanged.
@@ -30,6 +36,10 @@ from realcam_jax.models.blocks import KV
 from realcam_jax.models.dit import WanDiT
 
 CAMERA_ENCODINGS = ("pose12", "plucker", "none")
+PREDICTIONS = ("velocity", "source_residual")
+# Below this noise level a source-residual velocity divides by the floor instead of sigma
+# (the x0 error would otherwise be weighted by 1/sigma^2 in the flow-matching loss).
+RESIDUAL_SIGMA_FLOOR = 0.05
 
 
 def camera_cond_dim(cfg) -> int:
@@ -47,6 +57,27 @@ def backbone_config(cfg) -> ml_collections.ConfigDict:
   return c
 
 
+def anchor_on_source(out, source, target, sigma, gain, layout_name: str):
+  """The "source_residual" prediction: head output -> velocity of the combined sequence.
+
+  Args:
+    out: head output [B, 2F, h, w, C] (combined layout).
+    source, target: clean source / noisy target latents [B, F, h, w, C].
+    sigma: f32[B, F] target noise levels.
+    gain: f32[C] residual gain (zero at initialisation: the prediction is the source).
+    layout_name: the sequence layout.
+
+  Returns:
+    [B, 2F, h, w, C]: source entries unchanged, target entries the velocity
+    `(target - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)` of `x0_hat = source + gain * out`.
+  """
+  out_src, out_tgt = layout.split(out, layout_name)
+  x0 = source.astype(jnp.float32) + gain.astype(jnp.float32) * out_tgt.astype(jnp.float32)
+  denom = jnp.maximum(jnp.asarray(sigma, jnp.float32), RESIDUAL_SIGMA_FLOOR)[..., None, None, None]
+  v = (target.astype(jnp.float32) - x0) / denom
+  return layout.combine(out_src, v.astype(out.dtype), layout_name)
+
+
 class RealCamDiT(nnx.Module):
   """Camera-controlled pair DiT. Build with `RealCamDiT(config.model, rngs=nnx.Rngs(seed))`."""
 
@@ -61,6 +92,12 @@ class RealCamDiT(nnx.Module):
                                       kernel_init=layers.zeros, dtype=layers.to_dtype(cfg.dtype),
                                       param_dtype=param_dtype, rngs=rngs)
                         if cfg.source_skip else None)
+    prediction = cfg.get("prediction", "velocity")
+    if prediction not in PREDICTIONS:
+      raise ValueError(f"unknown model.prediction {prediction!r}; expected one of {PREDICTIONS}")
+    self.residual_gain = (layers.make_param(layers.zeros, rngs, (cfg.out_channels,), param_dtype,
+                                            (None,))
+                          if prediction == "source_residual" else None)
 
   def null_text(self, batch: int) -> jax.Array:
     """The text input used when no text is given: zeros [B, text_len, text_dim]."""
@@ -150,6 +187,8 @@ class RealCamDiT(nnx.Module):
                          block_cond, block_cond_mask, extra_cos, extra_sin)
     tokens, kvs = bb.run_blocks(tokens, inputs, extra_kv, return_kv)
     out = bb.head(tokens, temb, grid_h, grid_w)
+    if self.residual_gain is not None:
+      out = anchor_on_source(out, source, target, sigma, self.residual_gain[...], cfg.layout)
     return (out, kvs) if return_kv else out
 
   def _camera_tokens(self, camera, b, f, p):

@@ -1,0 +1,62 @@
+"""model.prediction: Wan's velocity head vs the demo's source-residual head."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from realcam_jax.config import get_config
+from realcam_jax.models import layout
+from realcam_jax.models.realcam import RESIDUAL_SIGMA_FLOOR, RealCamDiT, anchor_on_source
+
+
+def _inputs(cfg, b=2, f=3, hw=4):
+  k = jax.random.split(jax.random.key(1), 3)
+  c = cfg.in_channels
+  src = jax.random.normal(k[0], (b, f, hw, hw, c))
+  tgt = jax.random.normal(k[1], (b, f, hw, hw, c))
+  sigma = jnp.array([[0.9, 0.5, 0.02], [0.3, 1.0, 0.05]])[:b, :f]
+  cam = jax.random.normal(k[2], (b, f, 12))
+  return src, tgt, sigma, cam
+
+
+@pytest.mark.parametrize("name", ["interleaved", "prefix"])
+def test_source_residual_starts_by_copying_the_source(name):
+  cfg = get_config("configs/teacher.py:tiny", []).model
+  cfg.prediction, cfg.layout = "source_residual", name
+  cfg.pair_rope = "shared" if name == "interleaved" else "sequential"
+  model = RealCamDiT(cfg, rngs=nnx.Rngs(0))
+  src, tgt, sigma, cam = _inputs(cfg)
+  v = layout.split(model(src, tgt, sigma, cam), name)[1]
+  # Zero gain: x0_hat = source, so v = (x_t - source) / max(sigma, floor) ...
+  denom = np.maximum(np.asarray(sigma), RESIDUAL_SIGMA_FLOOR)[..., None, None, None]
+  np.testing.assert_allclose(v, (np.asarray(tgt) - np.asarray(src)) / denom, rtol=1e-5, atol=1e-5)
+  # ... and the x0 a sampler reads back (x_t - sigma v) is the source where sigma >= floor.
+  x0 = np.asarray(tgt) - np.asarray(sigma)[..., None, None, None] * np.asarray(v)
+  np.testing.assert_allclose(x0[0, :2], np.asarray(src)[0, :2], atol=1e-5)
+
+
+def test_anchor_on_source_by_hand():
+  out = jnp.arange(2 * 2 * 1 * 1 * 2, dtype=jnp.float32).reshape(1, 4, 1, 1, 2)  # [s0,t0,s1,t1]
+  src = jnp.full((1, 2, 1, 1, 2), 1.0)
+  tgt = jnp.full((1, 2, 1, 1, 2), 3.0)
+  sigma = jnp.array([[0.5, 0.01]])
+  gain = jnp.array([0.5, 2.0])
+  got = np.asarray(anchor_on_source(out, src, tgt, sigma, gain, "interleaved"))
+  # target 0: out [2, 3] -> x0 = 1 + [1, 6] = [2, 7]; v = (3 - x0) / 0.5 = [2, -8]
+  # target 1: out [6, 7] -> x0 = 1 + [3, 14] = [4, 15]; v = (3 - x0) / 0.05 = [-20, -240]
+  np.testing.assert_allclose(got[0, 1, 0, 0], [2.0, -8.0], rtol=1e-6)
+  np.testing.assert_allclose(got[0, 3, 0, 0], [-20.0, -240.0], rtol=1e-6)
+  np.testing.assert_array_equal(got[0, 0], np.asarray(out)[0, 0])   # sources untouched
+  np.testing.assert_array_equal(got[0, 2], np.asarray(out)[0, 2])
+
+
+def test_velocity_is_the_default_and_bad_names_are_refused():
+  cfg = get_config("configs/teacher.py:tiny", []).model
+  assert cfg.prediction == "velocity"
+  model = RealCamDiT(cfg, rngs=nnx.Rngs(0))
+  assert model.residual_gain is None
+  cfg.prediction = "x0"
+  with pytest.raises(ValueError, match="model.prediction"):
+    RealCamDiT(cfg, rngs=nnx.Rngs(0))
