@@ -108,7 +108,8 @@ class RealCamDiT(nnx.Module):
                cond_mask: jax.Array | None = None, first_pair: int | jax.Array = 0,
                pair_pos: jax.Array | np.ndarray | None = None,
                mask: AttentionMask | None = None, extra_kv: KV | None = None,
-               extra_shift: jax.Array | None = None, return_kv: bool = False):
+               extra_shift: jax.Array | None = None, return_kv: bool = False,
+               uncond_text: jax.Array | None = None):
     """Predicts the velocity for every frame of the combined pair sequence.
 
     Args:
@@ -120,6 +121,8 @@ class RealCamDiT(nnx.Module):
       text: text embeddings [B, Lt, Dt] or None (null embedding).
       cond_mask: f32[B], 1 = conditioned, 0 = unconditional (camera and text
         dropped, as for classifier-free guidance). Default all 1.
+      uncond_text: the text an unconditional row sees instead of `text` ([B or 1, Lt, Dt]:
+        Wan's encoding of the empty prompt); None = zeros.
       first_pair: int or i32[]: pair index of the first pair (RoPE positions of pairs
         first_pair + 0..F-1, mapped to frames by `layout.frame_positions`).
       pair_pos: int[F] explicit pair index of every pair instead (e.g. a sequence holding
@@ -157,7 +160,10 @@ class RealCamDiT(nnx.Module):
     if text is None:
       text = self.null_text(b)
     else:
-      text = text * cond[:, None, None].astype(text.dtype)
+      keep = cond[:, None, None].astype(text.dtype)
+      text = text * keep
+      if uncond_text is not None:
+        text = text + jnp.broadcast_to(uncond_text, text.shape).astype(text.dtype) * (1 - keep)
     temb, e, ctx = bb.embed_conditions(t, text)
 
     _, ph, pw = bb.patch_size

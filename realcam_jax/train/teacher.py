@@ -50,7 +50,8 @@ def model_forward(model: RealCamDiT, config, batch: dict, noisy_target, sigma, c
   src = batch["source_latents"]
   cam = camera_features(config.model, batch["target_poses"], batch["intrinsics"],
                         src.shape[2:4], config.model.get("vae_spatial_factor", 8))
-  return model(src, noisy_target, sigma, cam, batch.get("text"), cond_mask=cond_mask)
+  return model(src, noisy_target, sigma, cam, batch.get("text"), cond_mask=cond_mask,
+               uncond_text=batch.get("text_uncond"))
 
 
 def loss_fn(params, graphdef, config, batch: dict, key: jax.Array):

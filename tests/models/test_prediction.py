@@ -60,3 +60,26 @@ def test_velocity_is_the_default_and_bad_names_are_refused():
   cfg.prediction = "x0"
   with pytest.raises(ValueError, match="model.prediction"):
     RealCamDiT(cfg, rngs=nnx.Rngs(0))
+
+
+def test_unconditional_rows_see_the_empty_prompt_encoding():
+  cfg = get_config("configs/teacher.py:tiny", []).model
+  model = RealCamDiT(cfg, rngs=nnx.Rngs(0))
+  src, tgt, sigma, cam = _inputs(cfg)
+  k1, k2 = jax.random.split(jax.random.key(7))
+  text = jax.random.normal(k1, (2, cfg.text_len, cfg.text_dim))
+  empty = jax.random.normal(k2, (1, cfg.text_len, cfg.text_dim))
+  mask = jnp.array([1.0, 0.0])
+  got = model(src, tgt, sigma, cam, text, cond_mask=mask, uncond_text=empty)
+  # Row 0 is conditioned on its text; row 1 is unconditional and sees `empty`, which is
+  # what a conditioned call with `empty` as its text and no camera computes.
+  want0 = model(src[:1], tgt[:1], sigma[:1], cam[:1], text[:1])
+  want1 = model(src[1:], tgt[1:], sigma[1:], cam[1:], empty, cond_mask=jnp.zeros((1,)))
+  want1_by_text = model(src[1:], tgt[1:], sigma[1:], cam[1:] * 0, empty)
+  np.testing.assert_allclose(got[:1], want0, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[1:], want1, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[1:], want1_by_text, rtol=1e-4, atol=1e-4)
+  # Without uncond_text an unconditional row sees zeros, as before.
+  zeros = model(src[1:], tgt[1:], sigma[1:], cam[1:], jnp.zeros_like(empty))
+  np.testing.assert_allclose(model(src, tgt, sigma, cam, text, cond_mask=mask)[1:], zeros,
+                             rtol=1e-4, atol=1e-4)
