@@ -20,6 +20,11 @@ latents from those of its first occurrence (`loop_drift`). A stream whose output
 depend only on the inputs and the visible history (bounded positions, issue 20) has a
 drift that settles after the first loop instead of growing with the stream length.
 (Chunk 0 has the shorter first-chunk shape, so its first repeat is chunk `period`.)
+The generated chunks feed back through the window, so this drift also holds how much the
+outputs depend on their (generated) history. *Position drift* isolates the positions:
+each chunk of a windowed stream is replayed from exactly its caches with the stream
+counter moved back to the first steady-state chunk of the same loop phase
+(`kv_cache.advance`): same inputs, same visible history, another stream index.
 Speed does not depend on the content or the weights; drift needs weights whose outputs
 depend on the history, so random weights are perturbed (`testing.perturb`).
 """
@@ -133,26 +138,50 @@ def drift_summary(drift: list[float | None], period: int) -> dict:
           "drift_last": vals[-1] if vals else None}
 
 
+def position_probe_index(chunk: int, period: int, sink: int, window: int) -> int | None:
+  """The earliest chunk index >= sink + window + 1 (ring wrapped) in the same loop phase as
+  `chunk`; None when it is `chunk` itself or earlier."""
+  first = sink + window + 1
+  c0 = first + (chunk - first) % period
+  return None if chunk <= c0 else c0
+
+
+def _rel(x, ref) -> float:
+  ref = np.asarray(ref, np.float64)
+  return float(np.linalg.norm(np.asarray(x, np.float64) - ref) / max(np.linalg.norm(ref), 1e-12))
+
+
 def run_stream(session, num_chunks: int, loop: np.ndarray) -> dict:
   """Streams `num_chunks` chunks of the looping clip `loop` u8[P, H, W, 3] from a fresh
   session state (frame i of the stream is loop[i % P])."""
+  from realcam_jax.inference import kv_cache as kvc
   cpu0 = time.process_time()
-  latents, pos = [], 0
+  latents, pos, pos_drift, probe_cpu = [], 0, [], 0.0
+  period = session.noise_period or num_chunks
+  s = session.config.student
+  ring = int(s.window_chunks) > 0
   for c in range(num_chunks):
     n = session.chunk_frames(c)
     session.push(loop[np.arange(pos, pos + n) % len(loop)])
     pos += n
     session.pull()
     latents.append(session.last_latents)
+    c0 = position_probe_index(c, period, int(s.sink_chunks), int(s.window_chunks)) if ring else None
+    t0 = time.process_time()            # the probe is not part of the stream's cost
+    pos_drift.append(None if c0 is None else _rel(
+        session.replay_last_chunk(lambda kv, d=c0 - c: kvc.advance(kv, d)), session.last_latents))
+    probe_cpu += time.process_time() - t0
+  cpu = time.process_time() - cpu0 - probe_cpu
   lat = list(session.latencies)
-  period = session.noise_period or num_chunks
   drift = loop_drift(latents, period)
+  probed = [d for d in pos_drift if d is not None]
   return {"chunks": num_chunks, "frames": session.frames_done,
           "loop_chunks": period, "chunk_drift": drift, **drift_summary(drift, period),
+          "position_drift": pos_drift, "position_drift_max": max(probed) if probed else None,
           "first_chunk_latency_s": lat[0], "chunk_latency_s": lat,
           "median_chunk_latency_s": float(np.median(lat[1:] if len(lat) > 1 else lat)),
           "steady_fps": steady_fps(session),
-          "cpu_s_per_frame": (time.process_time() - cpu0) / session.frames_done,
+          "cpu_s_per_frame": cpu / session.frames_done,
           "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()}
 
 

@@ -111,6 +111,18 @@ class KVCache:
     return self.num_blocks
 
 
+def advance(cache: KVCache, chunks) -> KVCache:
+  """The same buffer as the cache of a stream `chunks` chunks further on: the counter and
+  the window blocks' chunk ids move by `chunks`, the sinks keep theirs (what a stream
+  with the same recent history would hold; for stationarity tests and the drift bench).
+  Only meaningful for a ring that has wrapped (`num_chunks > sink + window`); later
+  writes evict the oldest chunk only when `chunks` is a multiple of `window_chunks` (the
+  ring slot of a chunk is its id mod the window)."""
+  c = cache.block_chunk
+  return cache.replace(num_chunks=cache.num_chunks + chunks,
+                       block_chunk=jnp.where(c >= cache.sink_chunks, c + chunks, c))
+
+
 def eviction_shift(query_chunk, sink_chunks: int, window_chunks: int):
   """max(0, q - S - W): how far window chunks are moved down for query chunk q (W 0 = 0)."""
   if window_chunks <= 0:

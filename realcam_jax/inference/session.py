@@ -145,6 +145,7 @@ class StreamingSession:
     self.frames_done = 0                       # pixel frames generated so far
     self.latencies: list[float] = []           # seconds per chunk (first includes compile)
     self.last_latents = None                   # f32[K, h, w, C] target latents of the last chunk
+    self._last_call = None                     # (caches before, step arguments) of that chunk
 
   def warmup(self) -> list[float]:
     """Compiles both chunk shapes (first, steady) on dummy frames, then resets.
@@ -200,6 +201,14 @@ class StreamingSession:
     """
     return self.controller.apply_command(text)
 
+  def replay_last_chunk(self, kv_transform) -> np.ndarray:
+    """The last chunk again, from the caches it started from with the student KV cache
+    passed through `kv_transform` (e.g. `kv_cache.advance`): its target latents
+    f32[K, h, w, C]. Nothing in the stream changes (a probe for the drift bench)."""
+    (enc, kv, dec), args = self._last_call
+    _, _, latents = self._step(self._params, self._vae_state, (enc, kv_transform(kv), dec), *args)
+    return np.asarray(latents[0])
+
   # ------------------------------------------------------------------ internals
   def _latent_pixel_frames(self, chunk_index: int) -> np.ndarray:
     first_latent = chunk_index * self.k
@@ -214,9 +223,9 @@ class StreamingSession:
     del self._pending[:n]
     poses = np.stack([self.controller.pose_at(int(f)) for f in self._latent_pixel_frames(c)])
     key = jax.random.fold_in(self._key, c if self.noise_period is None else c % self.noise_period)
-    self._caches, out, latents = self._step(self._params, self._vae_state, self._caches, frames,
-                                      jnp.asarray(poses, jnp.float32)[None], self.intrinsics,
-                                      self.text, key)
+    args = (frames, jnp.asarray(poses, jnp.float32)[None], self.intrinsics, self.text, key)
+    self._last_call = (self._caches, args)
+    self._caches, out, latents = self._step(self._params, self._vae_state, self._caches, *args)
     out = np.asarray(out[0])
     self.last_latents = np.asarray(latents[0])
     self.chunks_done += 1

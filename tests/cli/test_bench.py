@@ -50,6 +50,7 @@ def test_bench_writes_json_md_png(bench_run):
           stream.first_occurrence(c, r["loop_chunks"]) is None for c in range(r["chunks"])]
       if r["multiple"] > 1:
         assert r["drift_max"] is not None and math.isfinite(r["drift_max"])
+      assert len(r["position_drift"]) == r["chunks"]
   unlimited, window = (results["systems"][n]["lengths"] for n in ("student", "student_window"))
   assert unlimited[1]["kv_cache_mb"] == pytest.approx(2 * unlimited[0]["kv_cache_mb"])
   assert window[1]["kv_cache_mb"] == window[0]["kv_cache_mb"]     # constant: rolling window
@@ -79,6 +80,28 @@ def test_loop_drift_compares_each_chunk_with_its_first_occurrence():
   assert summary["drift_per_loop"][0] is None and summary["drift_max"] == pytest.approx(0.25)
   np.testing.assert_allclose(summary["drift_per_loop"][1:], [0.125, 0.05])
   assert summary["drift_last"] == pytest.approx(0.1)
+
+
+def test_position_drift_of_a_windowed_stream_is_zero():
+  """8 chunks through 1 sink + a window of 2, 2 chunks per loop: chunks 6 and 7 are replayed
+  from their own caches at stream indices 4 and 5 and give the same latents."""
+  from realcam_jax.camera import intrinsics as intr
+  from realcam_jax.config import get_config
+  from realcam_jax.inference.session import StreamingSession
+  from realcam_jax.models import vae as vae_lib
+  from realcam_jax.testing import random_dit
+  assert [stream.position_probe_index(c, 2, 1, 2) for c in range(9)] == [None] * 6 + [4, 5, 4]
+  config = get_config("student:tiny,window")
+  graphdef, params = random_dit(config.model, scale=0.2)
+  vae = vae_lib.create_vae(get_config("vae:tiny").model, seed=0)
+  session = StreamingSession(config, graphdef, params, vae, height=16, width=16,
+                             intrinsics=np.asarray(intr.intrinsics_from_fov(60.0, 16, 16)),
+                             noise_period=2)
+  loop, _ = stream.loop_clip(config, vae, 16, 16)
+  row = stream.run_stream(session, 8, loop)
+  probed = row["position_drift"]
+  assert probed[:6] == [None] * 6 and row["position_drift_max"] < 1e-5, probed
+  assert row["drift_max"] > 1e-3       # the loop drift also sees the generated history
 
 
 def test_bench_writes_a_benchmark_record(bench_run):
