@@ -48,8 +48,8 @@ def model_config(size: str) -> ml_collections.ConfigDict:
   c.pair_rope = "shared"       # shared (pair shares temporal index) | sequential (2i, 2i+1)
   c.camera_encoding = "pose12" # pose12 (zero-init Linear(12->dim) per block) | plucker
   c.source_skip = False        # zero-init pair-aligned skip from source to target tokens
-  c.prediction = "velocity"    # velocity (Wan) | source_residual (x0 = source + g * out, g = 0 at
-                               # init: the model starts by copying its source; demo option)
+  c.prediction = "velocity"    # velocity (Wan) | source_residual (x0 = source + out; the zero-init
+                               # head makes the model start by copying its source; demo option)
   # Per-block conditioning hook of the DiT: width of `block_cond` fed through each block's
   # zero-initialised cond_proj into the self-attention input (0 = none: Wan's exact tree).
   c.block_cond_dim = 0

@@ -13,7 +13,7 @@ SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
                   learning to use the source from scratch is the hard part
   no_source_skip  turn it off (the Wan-compatible default of tiny and full size)
   source_residual  the head predicts a residual on the paired source latent (x0 = source +
-               g * out, g zero-initialised: the model starts by copying its source;
+               out; Wan's zero-init head makes the model start by copying its source;
                models/realcam.py), instead of Wan's velocity (issue 19 pilots)
   vae4x        latents of the 4x-spatial demo VAE (configs/vae.py:demo4x): 16x16 latent
                frames, so with patch 2 a token covers 8x8 px (64 tokens per latent frame)

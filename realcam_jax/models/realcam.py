@@ -13,10 +13,11 @@ A Wan2.1 backbone (`WanDiT`) that sees source and target latent frames as pairs:
   - source frames always at timestep 0; text optional (a zero "null" embedding);
   - what the head predicts (`config.prediction`): "velocity" (Wan: the network output is
     the velocity) or "source_residual" (demo option: the output is a residual on the
-    paired source latent, x0_hat = source + g * out with a zero-initialised per-channel
-    gain g, returned as the velocity `(x_t - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)`;
-    at initialisation the model copies its source, and training learns the change of
-    view from there; see `anchor_on_source`).
+    paired source latent, x0_hat = source + out, returned as the velocity
+    `(x_t - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)`; Wan's output projection is
+    zero-initialised, so at initialisation the model copies its source and training
+    learns the change of view from there; see `anchor_on_source`). No extra parameter:
+    the tree stays Wan's.
 
 At initialisation every RealCam addition is exactly zero, so the network computes
 the plain Wan2.1 function: pretrained weights load into `backbone` unchanged.
@@ -57,22 +58,21 @@ def backbone_config(cfg) -> ml_collections.ConfigDict:
   return c
 
 
-def anchor_on_source(out, source, target, sigma, gain, layout_name: str):
+def anchor_on_source(out, source, target, sigma, layout_name: str):
   """The "source_residual" prediction: head output -> velocity of the combined sequence.
 
   Args:
     out: head output [B, 2F, h, w, C] (combined layout).
     source, target: clean source / noisy target latents [B, F, h, w, C].
     sigma: f32[B, F] target noise levels.
-    gain: f32[C] residual gain (zero at initialisation: the prediction is the source).
     layout_name: the sequence layout.
 
   Returns:
     [B, 2F, h, w, C]: source entries unchanged, target entries the velocity
-    `(target - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)` of `x0_hat = source + gain * out`.
+    `(target - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)` of `x0_hat = source + out`.
   """
   out_src, out_tgt = layout.split(out, layout_name)
-  x0 = source.astype(jnp.float32) + gain.astype(jnp.float32) * out_tgt.astype(jnp.float32)
+  x0 = source.astype(jnp.float32) + out_tgt.astype(jnp.float32)
   denom = jnp.maximum(jnp.asarray(sigma, jnp.float32), RESIDUAL_SIGMA_FLOOR)[..., None, None, None]
   v = (target.astype(jnp.float32) - x0) / denom
   return layout.combine(out_src, v.astype(out.dtype), layout_name)
@@ -92,12 +92,10 @@ class RealCamDiT(nnx.Module):
                                       kernel_init=layers.zeros, dtype=layers.to_dtype(cfg.dtype),
                                       param_dtype=param_dtype, rngs=rngs)
                         if cfg.source_skip else None)
-    prediction = cfg.get("prediction", "velocity")
-    if prediction not in PREDICTIONS:
-      raise ValueError(f"unknown model.prediction {prediction!r}; expected one of {PREDICTIONS}")
-    self.residual_gain = (layers.make_param(layers.zeros, rngs, (cfg.out_channels,), param_dtype,
-                                            (None,))
-                          if prediction == "source_residual" else None)
+    self.prediction = cfg.get("prediction", "velocity")
+    if self.prediction not in PREDICTIONS:
+      raise ValueError(f"unknown model.prediction {self.prediction!r}; expected one of "
+                       f"{PREDICTIONS}")
 
   def null_text(self, batch: int) -> jax.Array:
     """The text input used when no text is given: zeros [B, text_len, text_dim]."""
@@ -193,8 +191,8 @@ class RealCamDiT(nnx.Module):
                          block_cond, block_cond_mask, extra_cos, extra_sin)
     tokens, kvs = bb.run_blocks(tokens, inputs, extra_kv, return_kv)
     out = bb.head(tokens, temb, grid_h, grid_w)
-    if self.residual_gain is not None:
-      out = anchor_on_source(out, source, target, sigma, self.residual_gain[...], cfg.layout)
+    if self.prediction == "source_residual":
+      out = anchor_on_source(out, source, target, sigma, cfg.layout)
     return (out, kvs) if return_kv else out
 
   def _camera_tokens(self, camera, b, f, p):

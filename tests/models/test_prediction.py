@@ -29,7 +29,12 @@ def test_source_residual_starts_by_copying_the_source(name):
   model = RealCamDiT(cfg, rngs=nnx.Rngs(0))
   src, tgt, sigma, cam = _inputs(cfg)
   v = layout.split(model(src, tgt, sigma, cam), name)[1]
-  # Zero gain: x0_hat = source, so v = (x_t - source) / max(sigma, floor) ...
+  # The parameter tree is Wan's plus the RealCam layers: no extra parameter.
+  plain = RealCamDiT(get_config("configs/teacher.py:tiny", []).model, rngs=nnx.Rngs(0))
+  assert (jax.tree.structure(nnx.state(model, nnx.Param))
+          == jax.tree.structure(nnx.state(plain, nnx.Param)))
+  # Wan's zero-initialised output projection: x0_hat = source, so
+  # v = (x_t - source) / max(sigma, floor) ...
   denom = np.maximum(np.asarray(sigma), RESIDUAL_SIGMA_FLOOR)[..., None, None, None]
   np.testing.assert_allclose(v, (np.asarray(tgt) - np.asarray(src)) / denom, rtol=1e-5, atol=1e-5)
   # ... and the x0 a sampler reads back (x_t - sigma v) is the source where sigma >= floor.
@@ -42,12 +47,11 @@ def test_anchor_on_source_by_hand():
   src = jnp.full((1, 2, 1, 1, 2), 1.0)
   tgt = jnp.full((1, 2, 1, 1, 2), 3.0)
   sigma = jnp.array([[0.5, 0.01]])
-  gain = jnp.array([0.5, 2.0])
-  got = np.asarray(anchor_on_source(out, src, tgt, sigma, gain, "interleaved"))
-  # target 0: out [2, 3] -> x0 = 1 + [1, 6] = [2, 7]; v = (3 - x0) / 0.5 = [2, -8]
-  # target 1: out [6, 7] -> x0 = 1 + [3, 14] = [4, 15]; v = (3 - x0) / 0.05 = [-20, -240]
-  np.testing.assert_allclose(got[0, 1, 0, 0], [2.0, -8.0], rtol=1e-6)
-  np.testing.assert_allclose(got[0, 3, 0, 0], [-20.0, -240.0], rtol=1e-6)
+  got = np.asarray(anchor_on_source(out, src, tgt, sigma, "interleaved"))
+  # target 0: out [2, 3] -> x0 = [3, 4]; v = (3 - x0) / 0.5 = [0, -2]
+  # target 1: out [6, 7] -> x0 = [7, 8]; v = (3 - x0) / max(0.01, 0.05) = [-80, -100]
+  np.testing.assert_allclose(got[0, 1, 0, 0], [0.0, -2.0], rtol=1e-6)
+  np.testing.assert_allclose(got[0, 3, 0, 0], [-80.0, -100.0], rtol=1e-6)
   np.testing.assert_array_equal(got[0, 0], np.asarray(out)[0, 0])   # sources untouched
   np.testing.assert_array_equal(got[0, 2], np.asarray(out)[0, 2])
 
@@ -56,7 +60,7 @@ def test_velocity_is_the_default_and_bad_names_are_refused():
   cfg = get_config("configs/teacher.py:tiny", []).model
   assert cfg.prediction == "velocity"
   model = RealCamDiT(cfg, rngs=nnx.Rngs(0))
-  assert model.residual_gain is None
+  assert model.prediction == "velocity"
   cfg.prediction = "x0"
   with pytest.raises(ValueError, match="model.prediction"):
     RealCamDiT(cfg, rngs=nnx.Rngs(0))
