@@ -60,6 +60,7 @@ def data_config(size: str = "demo") -> ml_collections.ConfigDict:
   c.num_threads = 4                         # grain reader threads per process
   c.loopaug_fraction = 0.0                  # share of training examples made by LoopAug
   c.loopaug_turn = (0.5, 0.5)               # turn position in the window (0.5: ends at start)
+  c.loopaug_variant = "palindrome"          # palindrome | forward_source (data/loopaug.py)
   c.source_key = "source_rgb"               # frame streams (latent datasets: *_latent)
   c.target_key = "target_rgb"
   model = MODEL_SIZES["tiny" if size == "tiny" else "demo"]

@@ -5,6 +5,8 @@ SIZE: tiny | demo | wan2_1_1_3b. The teacher's config at the same size is embedd
 critic and student share one architecture). ABLATIONS (combine with commas):
   chunk1       chunks of K=1 frame pair instead of 3
   no_loopaug   no LoopAug sequences in the training mix
+  forward_source  LoopAug whose source runs forward while the target returns
+               (data.loopaug_variant; the palindrome repeats the source, issue 18)
   window       rolling attention window of 2 chunks plus 1 sink chunk (the demo default:
                at the 3-chunk training length it equals unlimited attention, and it keeps
                the cost per chunk constant on endless streams)
@@ -61,6 +63,7 @@ def _pick(size, tiny, demo, full):
 ABLATIONS = {
     "chunk1": lambda c: setattr(c.student, "chunk_pairs", 1),
     "no_loopaug": lambda c: setattr(c.student, "loopaug_fraction", 0.0),
+    "forward_source": lambda c: setattr(c.data, "loopaug_variant", "forward_source"),
     "window": lambda c: (setattr(c.student, "window_chunks", 2),
                          setattr(c.student, "sink_chunks", 1)),
     "no_window": lambda c: (setattr(c.student, "window_chunks", 0),

@@ -56,6 +56,7 @@ def data_config(size: str) -> ml_collections.ConfigDict:
   d.latent_width = {"tiny": 4, "demo": 8, "wan2_1_1_3b": 104}[size]
   d.latent_channels = common.MODEL_SIZES[size]["in_channels"]
   d.num_workers = 0
+  d.loopaug_variant = "palindrome"   # LoopAug windows (student mix): palindrome | forward_source
   d.text_dir = ""          # `realcam text encode --out` dir: caption embeddings ("" = null text)
   return d
 

@@ -130,11 +130,11 @@ def plan(args) -> dict:
       "eval_ablations": (os.path.join(results, "eval_demo_no_loopaug.json"), [
           ("eval-chunk1", evaluate("student:demo,chunk1", [
               "--systems", "student", "--student", os.path.join(abl["chunk1"], "export"),
-              "--lengths", "short,loop"], "eval_chunk1", os.path.join(results,
+              "--cases", "clip,loop", "--lengths", "short"], "eval_chunk1", os.path.join(results,
                                                                        "eval_demo_chunk1.json"))),
           ("eval-no-loopaug", evaluate("student:demo,no_loopaug", [
               "--systems", "student", "--student", os.path.join(abl["no_loopaug"], "export"),
-              "--lengths", "short,loop"], "eval_no_loopaug",
+              "--cases", "clip,loop", "--lengths", "short"], "eval_no_loopaug",
               os.path.join(results, "eval_demo_no_loopaug.json"))),
           ("doc", doc)]),
   }

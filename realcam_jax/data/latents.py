@@ -199,6 +199,7 @@ def make_iterator(config, *, split: str = "train", shard_index: int | None = Non
       num_workers=int(d.get("num_workers", 0)), num_threads=int(d.get("num_threads", 2)),
       loopaug_fraction=float(d.get("loopaug_fraction", 0.0)),
       loopaug_turn=tuple(d.get("loopaug_turn", (0.5, 0.5))),
+      loopaug_variant=str(d.get("loopaug_variant", "palindrome")),
       source_key="source_latent", target_key="target_latent",
       text_len=int(config.model.text_len), text_dim=int(config.model.text_dim)))
   uncond = None
