@@ -43,6 +43,7 @@ def build_server(args, overrides, out=None):
   config = render_cli.load_config(args, overrides)
   enable_compilation_cache()
   config, graphdef, params, vae = render_cli.load(args, config, out=out)
+  config = endless_window(config, out=out)
   height, width = render_cli.parse_size(args.size, config, vae)
   first = next(iter(sources))
   if sources[first] is not None:
@@ -61,6 +62,32 @@ def build_server(args, overrides, out=None):
     return srv.Server(models, sources, first, args.host, args.port, verbose=args.verbose)
   except OSError as e:
     raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+
+
+def endless_window(config, out=None):
+  """`config` with a rolling KV window when it has none: a served stream never ends, and an
+  unlimited cache (student.window_chunks=0) is exact only up to student.max_frames. The
+  window keeps the same attention span: one sink chunk and the cache's chunks minus two
+  (the ring holds one chunk more than its window). A config with a window is unchanged."""
+  import math
+  s = config.student
+  if int(s.window_chunks) > 0:
+    return config
+  chunks = math.ceil(int(s.max_frames) / int(s.chunk_pairs))
+  if chunks < 3:
+    raise UserError(
+        f"serve needs a rolling KV window: student.window_chunks=0 and student.max_frames="
+        f"{s.max_frames} ({chunks} chunks of student.chunk_pairs={s.chunk_pairs}) is too "
+        f"short for one; pass --config.student.window_chunks=W --config.student.sink_chunks=S")
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.student.sink_chunks = 1
+    config.student.window_chunks = chunks - 2
+  print(f"serve: student.window_chunks=0 caches only student.max_frames={s.max_frames} "
+        f"frames; streaming without end with a rolling window (student.sink_chunks=1, "
+        f"student.window_chunks={chunks - 2}; set them with --config.student.*)",
+        file=out or sys.stderr)
+  return config
 
 
 def run(args, overrides) -> int:

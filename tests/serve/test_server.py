@@ -134,6 +134,29 @@ def test_client_disconnect_mid_stream(server):
   assert _get(server, "/")[0] == 200
 
 
+def test_stream_outlives_the_unlimited_cache(server):
+  # student:tiny has window_chunks=0 and a 4-chunk cache (max_frames=12, 3 pairs a chunk):
+  # serve streams it with a rolling window, so chunk 5 and later are generated.
+  assert server.worker.m.config.student.window_chunks == 2
+  st = _wait_for(server, lambda s: s["chunks_done"] >= 6, "six chunks")
+  assert st["running"] and st["error"] is None
+
+
+def test_endless_window():
+  from realcam_jax.config import get_config
+  from realcam_jax.cli import UserError
+  cfg = get_config("student:tiny", [])
+  assert cfg.student.window_chunks == 0
+  out = serve_cli.endless_window(cfg, out=open(os.devnull, "w"))
+  assert (out.student.sink_chunks, out.student.window_chunks) == (1, 2)
+  assert cfg.student.window_chunks == 0                  # the caller's config is untouched
+  windowed = get_config("student:tiny", ["--config.student.window_chunks=3"])
+  assert serve_cli.endless_window(windowed) is windowed
+  short = get_config("student:tiny", ["--config.student.max_frames=6"])
+  with pytest.raises(UserError, match="student.window_chunks=W"):
+    serve_cli.endless_window(short)
+
+
 def test_stop_start_restart_and_switch(server):
   assert _post(server, "/control", {"action": "stop"})[1]["running"] is False
   f0 = _state(server)["frame"]
