@@ -101,7 +101,8 @@ def generator_loss_fn(gen_params, graphdef, critic_params, teacher_params, confi
 
   def x0_of(params, scale):
     model = nnx.merge(graphdef, params)
-    v = ode_init.guided_velocity(model, source, x_t, sigma, camera, text, scale)
+    v = ode_init.guided_velocity(model, source, x_t, sigma, camera, text, scale,
+                                 batch.get("text_uncond"))
     return jax.lax.stop_gradient(fm.x0_from_velocity(x_t.astype(jnp.float32), v, sigma))
 
   x0_real = x0_of(teacher_params, float(s.real_cfg))

@@ -147,10 +147,13 @@ def abstract_params(config, mesh):
 
 # ----------------------------------------------------------------------------- teacher ODE
 
-def guided_velocity(model, source, x_t, sigma, camera, text, scale: float) -> jax.Array:
+def guided_velocity(model, source, x_t, sigma, camera, text, scale: float,
+                    uncond_text=None) -> jax.Array:
   """Bidirectional velocity of the target frames with CFG: f32[B, F, h, w, C].
 
-  The conditional and unconditional (camera and text dropped) branches run as one batch.
+  The conditional and unconditional branches run as one batch. The unconditional one
+  drops the camera and sees `uncond_text` (Wan's empty-prompt encoding, [B or 1, Lt, Dt];
+  the batch's `text_uncond`) instead of `text`, zeros when it is None.
   """
   b = source.shape[0]
   if scale == 1.0:
@@ -158,7 +161,11 @@ def guided_velocity(model, source, x_t, sigma, camera, text, scale: float) -> ja
     return layout.split(v, model.cfg.layout)[1].astype(jnp.float32)
   two = lambda a: None if a is None else jnp.concatenate([a, a], axis=0)  # noqa: E731
   cond = jnp.concatenate([jnp.ones((b,)), jnp.zeros((b,))]).astype(jnp.float32)
-  v = model(two(source), two(x_t), two(sigma), two(camera), two(text), cond_mask=cond)
+  unc = None
+  if uncond_text is not None and text is not None:
+    unc = two(jnp.broadcast_to(uncond_text, text.shape))
+  v = model(two(source), two(x_t), two(sigma), two(camera), two(text), cond_mask=cond,
+            uncond_text=unc)
   v = layout.split(v, model.cfg.layout)[1].astype(jnp.float32)
   c, u = v[:b], v[b:]
   return u + scale * (c - u)
@@ -174,14 +181,15 @@ def trajectory_levels(config) -> tuple[np.ndarray, np.ndarray]:
   return idx, euler[idx].astype(np.float32)
 
 
-def ode_targets(teacher, config, source, camera, text, key):
+def ode_targets(teacher, config, source, camera, text, key, uncond_text=None):
   """Teacher trajectory from noise: (latents f32[n, B, F, h, w, C] at the kept levels,
-  their sigmas f32[n], the trajectory's x0 f32[B, F, h, w, C]); no gradient."""
+  their sigmas f32[n], the trajectory's x0 f32[B, F, h, w, C]); no gradient. CFG's
+  unconditional branch sees `uncond_text` (`guided_velocity`)."""
   s = config.student
   sigmas = schedule.euler_sigmas(int(s.ode_steps), float(s.ode_shift))
   noise = jax.random.normal(key, source.shape, jnp.float32)
   vel = lambda x, sig: guided_velocity(teacher, source, x, sig, camera, text,  # noqa: E731
-                                       float(s.ode_cfg))
+                                       float(s.ode_cfg), uncond_text)
   traj = sampler.euler_trajectory(vel, noise, sigmas)                      # [S + 1, B, F, ...]
   idx, level_sigmas = trajectory_levels(config)
   return jax.lax.stop_gradient((traj[idx], jnp.asarray(level_sigmas), traj[-1]))
@@ -233,7 +241,8 @@ def loss_fn(params, graphdef, teacher_params, config, batch: dict, key: jax.Arra
   conditions = rollout.conditions(config, batch)
   k_traj, k_level = jax.random.split(key)
   teacher = nnx.merge(graphdef, teacher_params)
-  latents, level_sigmas, x0_target = ode_targets(teacher, config, *conditions, k_traj)
+  latents, level_sigmas, x0_target = ode_targets(teacher, config, *conditions, k_traj,
+                                                 batch.get("text_uncond"))
   return regression_loss(params, graphdef, config, conditions, latents, level_sigmas,
                          x0_target, k_level)
 

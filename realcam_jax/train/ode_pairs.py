@@ -54,6 +54,7 @@ FORMAT = 1
 # Batch keys the student's conditioning reads (`rollout.conditions`; source poses kept
 # for conditioning variants that use them), stored when the data carries them.
 COND_KEYS = ("source_latents", "source_poses", "target_poses", "intrinsics", "text")
+UNCOND_KEY = "text_uncond"   # the empty prompt's encoding: read by the teacher's CFG, not stored
 PAIR_KEYS = ("ode_latents", "ode_x0")
 _KEY_SALT = 0x0DE0                # separates the pairs' noise from the training keys
 _RUNTIME_DATA_FIELDS = ("num_workers",)   # data fields that do not change the examples
@@ -166,13 +167,13 @@ def make_generate(graphdef, config):
     teacher = nnx.merge(graphdef, teacher_params)
     source, camera, text = rollout.conditions(config, batch)
     latents, _, x0 = ode_init.ode_targets(teacher, config, source, camera, text,
-                                          batch_key(config, index))
+                                          batch_key(config, index), batch.get("text_uncond"))
     return dict(ode_latents=jnp.moveaxis(latents, 0, 1), ode_x0=x0)
   return gen
 
 
 def _conditioning(batch: dict) -> dict:
-  return {k: batch[k] for k in COND_KEYS if k in batch}
+  return {k: batch[k] for k in COND_KEYS + (UNCOND_KEY,) if k in batch}
 
 
 def _compile_generate(graphdef, config, mesh, param_sh, batch: dict):
@@ -229,7 +230,8 @@ def generate(config, root: str) -> dict:
               gen.lower(teacher_params, b, jnp.asarray(0, jnp.int32)).compile()
               multihost.barrier(f"realcam_ode_pairs_first_batch_{stored}")
           out = gen(teacher_params, b, jnp.asarray(i * (size // batch) + j, jnp.int32))
-          parts.append(multihost.gather(dict(b, **out)))
+          kept_keys = {k: v for k, v in b.items() if k != UNCOND_KEY}
+          parts.append(multihost.gather(dict(kept_keys, **out)))
           kept = min(batch, rows(i) - j * batch)
           computed += kept
           bar.update(kept)

@@ -30,6 +30,30 @@ def test_trajectory_levels_are_nearest_to_student_levels():
     assert np.abs(euler[i] - t) == np.abs(euler - t).min()
 
 
+def test_guided_velocity_unconditional_branch_sees_the_empty_prompt():
+  from flax import nnx
+  from realcam_jax.models import layout
+  from realcam_jax.models.realcam import RealCamDiT
+  cfg = get_config("configs/teacher.py:tiny", []).model
+  graphdef, params = nnx.split(RealCamDiT(cfg, rngs=nnx.Rngs(0)))
+  model = nnx.merge(graphdef, perturb(params, 0.2))
+  k = jax.random.split(jax.random.key(3), 5)
+  src = jax.random.normal(k[0], (2, 3, 4, 4, cfg.in_channels))
+  x_t = jax.random.normal(k[1], src.shape)
+  sigma = jnp.full((2, 3), 0.7)
+  cam = jax.random.normal(k[2], (2, 3, 12))
+  text = jax.random.normal(k[3], (2, cfg.text_len, cfg.text_dim))
+  empty = jax.random.normal(k[4], (1, cfg.text_len, cfg.text_dim))
+  tgt = lambda v: layout.split(v, cfg.layout)[1]  # noqa: E731
+  cond = tgt(model(src, x_t, sigma, cam, text))
+  # The unconditional reference, written out: no camera, the empty prompt as the text.
+  uncond = tgt(model(src, x_t, sigma, None, jnp.broadcast_to(empty, text.shape)))
+  got = ode_init.guided_velocity(model, src, x_t, sigma, cam, text, 3.0, uncond_text=empty)
+  np.testing.assert_allclose(got, uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
+  zeros = ode_init.guided_velocity(model, src, x_t, sigma, cam, text, 3.0)
+  assert float(jnp.abs(zeros - got).max()) > 1e-3     # None = zeros, which differs
+
+
 def test_mix_levels_picks_one_level_per_chunk():
   n, b, f = 4, 3, 6
   latents = jnp.arange(n, dtype=jnp.float32)[:, None, None, None, None, None] * jnp.ones(
