@@ -15,6 +15,8 @@ SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
   source_residual  the head predicts a residual on the paired source latent (x0 = source +
                out; Wan's zero-init head makes the model start by copying its source;
                models/realcam.py), instead of Wan's velocity (issue 19 pilots)
+  x0_loss      objective.loss_weighting = x0: the velocity error times sigma (the x0
+               error), instead of the plain velocity error
   vae4x        latents of the 4x-spatial demo VAE (configs/vae.py:demo4x): 16x16 latent
                frames, so with patch 2 a token covers 8x8 px (64 tokens per latent frame)
                instead of 16x16 px (issue 19)
@@ -39,6 +41,7 @@ ABLATIONS = {
     "source_skip": lambda c: setattr(c.model, "source_skip", True),
     "no_source_skip": lambda c: setattr(c.model, "source_skip", False),
     "source_residual": lambda c: setattr(c.model, "prediction", "source_residual"),
+    "x0_loss": lambda c: setattr(c.objective, "loss_weighting", "x0"),
     "vae4x": lambda c: (c.data.update(latent_height=c.data.latent_height * 2,
                                       latent_width=c.data.latent_width * 2),
                         setattr(c.model, "vae_spatial_factor", 4)),
@@ -73,7 +76,8 @@ def get_config(arg=None):
   c.data = data_config(size)
 
   c.objective = ml_collections.ConfigDict(dict(
-      shift=5.0, sigma_min=0.0, sigma_max=1.0, motion_weight=0.1, cond_dropout=0.1))
+      shift=5.0, sigma_min=0.0, sigma_max=1.0, motion_weight=0.1, cond_dropout=0.1,
+      loss_weighting="velocity"))   # velocity | x0 (train/teacher.py)
   # Demo: guidance lowers fidelity to the ground truth on the synthetic world (held-out
   # PSNR of the demo teacher at step 2800, 4 test scenes of 33 frames: cfg 1.0 17.8 dB,
   # 2.0 16.8, 3.0 16.3; 5.0 gave 15.3 at step 2400), so the demo samples without it

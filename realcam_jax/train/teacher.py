@@ -10,6 +10,10 @@ Batch (latents; see `realcam_jax.data`):
 Objective (design.md §3): one noise level per sample (shifted uniform) on all target
 frames, velocity target `noise - x0`, `(1 - a) L_FM + a L_motion` on target frames only;
 with probability `objective.cond_dropout` a sample drops camera and text (CFG).
+`objective.loss_weighting`: "velocity" (default) weighs every sigma alike in velocity
+units; "x0" multiplies the velocity error by sigma (the squared error of the implied
+x0, since v - v* = (x0* - x0) / sigma), so low-noise samples, whose velocity error a
+source-anchored head divides by a small sigma, no longer dominate.
 
 Initialisation: `train.init_from` = "" starts from `config.seed`; a directory written by
 `realcam convert --model dit` (the Wan2.1 DiT, converted with the same model config)
@@ -69,9 +73,28 @@ def loss_fn(params, graphdef, config, batch: dict, key: jax.Array):
   v_pred = model_forward(model, config, batch, x_t, sigma, cond_mask)
   # Targets for the combined sequence; source entries are ignored by the frame weight.
   v_target = layout.combine(jnp.zeros_like(x0), fm.velocity_target(x0, noise), config.model.layout)
+  scale = loss_scale(obj, sigma, config.model.layout)
+  if scale is not None:
+    v_pred, v_target = v_pred * scale, v_target * scale
   weight = jnp.broadcast_to(jnp.asarray(layout.is_target(f, config.model.layout), jnp.float32),
                             (b, 2 * f))
   return fm.flow_matching_loss(v_pred, v_target, weight, obj.motion_weight)
+
+
+LOSS_WEIGHTINGS = ("velocity", "x0")
+
+
+def loss_scale(objective, sigma, layout_name: str):
+  """Per-frame factor f32[B, 2F, 1, 1, 1] on the velocity error (`objective.loss_weighting`;
+  None = 1 for "velocity")."""
+  w = objective.get("loss_weighting", "velocity")
+  if w not in LOSS_WEIGHTINGS:
+    raise ValueError(f"unknown objective.loss_weighting {w!r}; expected one of "
+                     f"{LOSS_WEIGHTINGS}")
+  if w == "velocity":
+    return None
+  s = layout.combine(jnp.zeros_like(sigma), sigma, layout_name).astype(jnp.float32)
+  return s[:, :, None, None, None]
 
 
 def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):

@@ -124,3 +124,40 @@ def test_nonfinite_loss_stops_and_keeps_last_good(tmp_path):
     run.run(config, str(tmp_path), num_steps=6)
   from realcam_jax.ckpt.manager import Checkpointer
   assert Checkpointer(str(tmp_path / "ckpt")).latest_step() == 2
+
+
+def test_x0_loss_weighting_is_the_implied_x0_error(tiny, monkeypatch):
+  """objective.loss_weighting = x0: L_FM is the mean squared error of the x0 the velocity
+  implies (x0 = x_t - sigma v), written out here from the sampled sigma, noise and output."""
+  _, graphdef, params = tiny
+  config = get_config("teacher:tiny", ["--config.objective.loss_weighting=x0",
+                                       "--config.objective.motion_weight=0"])
+  params = perturb(params, 0.2)
+  batch = _batch(config)
+  key = jax.random.key(5)
+  seen = {}
+  orig = teacher.model_forward
+
+  def spy(model, cfg, b, x_t, sigma, cond_mask=None):
+    v = orig(model, cfg, b, x_t, sigma, cond_mask)
+    seen.update(x_t=x_t, sigma=sigma, v=v)
+    return v
+
+  monkeypatch.setattr(teacher, "model_forward", spy)
+  loss, metrics = teacher.loss_fn(params, graphdef, config, batch, key)
+  x0 = batch["target_latents"].astype(jnp.float32)
+  v_tgt = layout.split(seen["v"], config.model.layout)[1].astype(jnp.float32)
+  sigma = seen["sigma"][:, :, None, None, None]
+  x0_pred = seen["x_t"].astype(jnp.float32) - sigma * v_tgt
+  np.testing.assert_allclose(metrics["loss_fm"], jnp.mean(jnp.square(x0_pred - x0)),
+                             rtol=1e-5)
+  plain = get_config("teacher:tiny", ["--config.objective.motion_weight=0"])
+  v_loss = teacher.loss_fn(params, graphdef, plain, batch, key)[1]["loss_fm"]
+  assert abs(float(v_loss) - float(metrics["loss_fm"])) > 1e-3 * float(v_loss)
+
+
+def test_unknown_loss_weighting_is_refused(tiny):
+  config, graphdef, params = tiny
+  config = get_config("teacher:tiny", ["--config.objective.loss_weighting=snr"])
+  with pytest.raises(ValueError, match="objective.loss_weighting"):
+    teacher.loss_fn(params, graphdef, config, _batch(config), jax.random.key(0))
