@@ -63,27 +63,43 @@ def test_object_region_of_the_synthetic_world_is_the_objects():
 
 # ----------------------------------------------------------------------------- sharpness
 
-def test_laplacian_and_energy_by_hand():
-  x = np.zeros((1, 3, 3, 1))
-  x[0, 1, 1, 0] = 1.0                                 # one bright pixel: L = -4 at the centre
-  np.testing.assert_array_equal(fidelity.laplacian(x)[0, :, :, 0], [[-4.0]])
-  assert fidelity.hf_energy(x) == 16.0
+def test_gradient_magnitude_and_edge_strength_by_hand():
+  x = np.zeros((3, 3, 1))
+  x[1, 1, 0] = 1.0                                    # one bright pixel, no prefilter
+  g = fidelity.gradient_magnitude(x, prefilter_px=0)
+  # (0,0): gx = gy = 0; (0,1): gy = 1; (1,0): gx = 1; (1,1): gx = gy = -1.
+  np.testing.assert_allclose(g, [[0.0, 1.0], [1.0, np.sqrt(2.0)]])
+  assert fidelity.edge_strength(x, prefilter_px=0) == pytest.approx((2 + np.sqrt(2)) / 4)
   x = np.zeros((4, 4, 1))
-  x[:, 2:] = 1.0                                      # a vertical edge
-  # Interior pixels (1,1) (1,2) (2,1) (2,2): L = +1, -1, +1, -1 -> energy 1.
-  np.testing.assert_array_equal(fidelity.laplacian(x)[..., 0], [[1, -1], [1, -1]])
-  assert fidelity.hf_energy(x) == 1.0
+  x[:, 2:] = 1.0                                      # a vertical edge: only column 1 sees it
   mask = np.zeros((4, 4), bool)
-  mask[1, 1] = True
-  assert fidelity.hf_energy(x, mask) == 1.0
+  mask[:, 1] = True
+  assert fidelity.edge_strength(x, mask, prefilter_px=0) == 1.0
+  assert fidelity.edge_strength(x, ~mask, prefilter_px=0) == 0.0
   flat = np.full((4, 4, 1), 0.5)
   res = fidelity.sharpness_ratio(flat, x)
-  assert (res.pred, res.gt, res.ratio) == (0.0, 1.0, 0.0)
+  assert (res.pred, res.ratio) == (0.0, 0.0) and res.gt > 0
   assert fidelity.sharpness_ratio(x, x).ratio == 1.0
   assert np.isnan(fidelity.sharpness_ratio(x, flat).ratio)
   assert fidelity.sharpness_ratio(flat, flat).ratio == 1.0
-  with pytest.raises(ValueError, match="no interior pixel"):
-    fidelity.hf_energy(x, np.eye(4, dtype=bool)[::-1] & ~np.eye(4, dtype=bool)[::-1])
+  last_column = np.zeros((4, 4), bool)
+  last_column[:, 3] = True                            # no right neighbour anywhere
+  with pytest.raises(ValueError, match="selects no pixel"):
+    fidelity.edge_strength(x, last_column)
+
+
+def test_sharpness_is_linear_in_contrast_with_the_prefilter():
+  # Filtering and differences are linear: halving the contrast halves the edge strength.
+  x = _textured(4, (2, 16, 16, 3))
+  half = 0.25 + 0.5 * x
+  res = fidelity.sharpness_ratio(half, x)
+  assert res.ratio == pytest.approx(0.5, rel=1e-12)
+  # The prefilter lowers pixel-scale noise more than a wide edge.
+  noise = _textured(5, (1, 32, 32, 1))
+  edge = np.zeros((1, 32, 32, 1))
+  edge[:, :, 16:] = 1.0
+  keep = lambda v: fidelity.edge_strength(v) / fidelity.edge_strength(v, prefilter_px=0)  # noqa: E731
+  assert keep(noise) < 0.5 * keep(edge)
 
 
 def test_row_mean_and_blur_by_hand():
@@ -120,7 +136,7 @@ def test_a_blur_of_the_truth_scores_below_the_truth_on_object_psnr_and_sharpness
     b = fidelity.gaussian_blur(gt, sigma)
     s = fidelity.region_scores(b, gt, dict(object=obj))
     assert s["psnr_object"] < 25 and s["ssim_object"] < 0.5
-    assert fidelity.sharpness_ratio(b, gt, obj).ratio < 0.2
+    assert fidelity.sharpness_ratio(b, gt, obj).ratio < 0.5
   assert fidelity.sharpness_ratio(gt, gt, obj).ratio == 1.0
 
 
