@@ -30,6 +30,10 @@ Implementations live in a registry keyed by name (`register_attention_impl`):
   blockwise    flash-style key-block scan with a custom VJP in plain JAX (any
                backend, O(B N T block) memory; long sequences, see
                `realcam_jax.scale.blockwise_attention`).
+
+Mask fields given as NumPy stay NumPy, so a mask built from NumPy ids inside a jitted
+function is still static there (for kernels that build their mask when traced, such as
+splash); anything else becomes a jax array.
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ _NEG_INF = -1e30  # finite, so fully masked rows give uniform weights instead of
 
 class AttentionUnavailableError(RuntimeError):
   """The requested attention implementation cannot run here (backend, dtype, shape)."""
+
+
+def _field(x, dtype):
+  """A mask field: NumPy inputs (and lists, scalars) stay NumPy (static under jit), jax
+  arrays stay jax arrays."""
+  return x.astype(dtype) if isinstance(x, jax.Array) else np.asarray(x, dtype)
+
+
+def _both(np_fn, jnp_fn, a, b):
+  """np_fn(a, b) when both are NumPy (the result stays static), else jnp_fn(a, b)."""
+  return np_fn(a, b) if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) else jnp_fn(a, b)
 
 
 @jax.tree_util.register_dataclass
@@ -77,22 +92,22 @@ class AttentionMask:
     """Query i sees key j when kv_block[j] <= q_block[i]."""
     if (q_block is None) != (kv_block is None):
       raise ValueError("block_causal needs both q_block and kv_block")
-    return cls(q_block=jnp.asarray(q_block, jnp.int32), kv_block=jnp.asarray(kv_block, jnp.int32))
+    return cls(q_block=_field(q_block, np.int32), kv_block=_field(kv_block, np.int32))
 
   @classmethod
   def key_valid(cls, kv_valid) -> "AttentionMask":
     """Only keys with kv_valid[j] (bool[S] or bool[B, S]) are seen."""
-    return cls(kv_valid=jnp.asarray(kv_valid, bool))
+    return cls(kv_valid=_field(kv_valid, bool))
 
   @classmethod
   def key_prefix(cls, kv_len) -> "AttentionMask":
     """Only the first kv_len keys (int[] or int[B]) are seen."""
-    return cls(kv_len=jnp.asarray(kv_len, jnp.int32))
+    return cls(kv_len=_field(kv_len, np.int32))
 
   @classmethod
   def dense_allowed(cls, allowed) -> "AttentionMask":
     """Query t sees key s where allowed[(b,) t, s] (bool[T, S] or bool[B, T, S])."""
-    return cls(allowed=jnp.asarray(allowed, bool))
+    return cls(allowed=_field(allowed, bool))
 
   @property
   def kind(self) -> str:
@@ -124,15 +139,15 @@ class AttentionMask:
     if self.kv_valid is None or other.kv_valid is None:
       kv_valid = self.kv_valid if other.kv_valid is None else other.kv_valid
     else:
-      kv_valid = jnp.logical_and(self.kv_valid, other.kv_valid)
+      kv_valid = _both(np.logical_and, jnp.logical_and, self.kv_valid, other.kv_valid)
     if self.allowed is None or other.allowed is None:
       allowed = self.allowed if other.allowed is None else other.allowed
     else:
-      allowed = jnp.logical_and(self.allowed, other.allowed)
+      allowed = _both(np.logical_and, jnp.logical_and, self.allowed, other.allowed)
     if self.kv_len is None or other.kv_len is None:
       kv_len = self.kv_len if other.kv_len is None else other.kv_len
     else:
-      kv_len = jnp.minimum(self.kv_len, other.kv_len)
+      kv_len = _both(np.minimum, jnp.minimum, self.kv_len, other.kv_len)
     return AttentionMask(q_block, kv_block, kv_valid, allowed, kv_len)
 
   def check(self, num_q: int, num_kv: int, batch: int | None = None) -> None:

@@ -121,6 +121,24 @@ def test_mask_is_a_pytree_usable_under_jit():
       mask.dense(T, S))), rtol=1e-5, atol=1e-5)
 
 
+def test_masks_built_from_numpy_stay_static_under_jit():
+  """NumPy fields stay NumPy inside jit (kernels that need a static mask, splash, read
+  them at trace time); jax arrays and traced values stay jax arrays."""
+  seen = {}
+
+  @jax.jit
+  def f(n):
+    mask = (AttentionMask.block_causal(Q_BLOCK, KV_BLOCK) & AttentionMask.key_valid(KV_VALID)
+            & AttentionMask.dense_allowed(ALLOWED[0]) & AttentionMask.key_prefix(n))
+    seen.update(static=[type(a) for a in (mask.q_block, mask.kv_valid, mask.allowed)],
+                traced=isinstance(mask.kv_len, jax.core.Tracer))
+    return n
+
+  f(jnp.asarray(KV_LEN))
+  assert seen == dict(static=[np.ndarray] * 3, traced=True)
+  assert isinstance(AttentionMask.key_valid(jnp.asarray(KV_VALID)).kv_valid, jax.Array)
+
+
 def test_fully_masked_rows_are_finite():
   q, k, v = _qkv(2)
   mask = AttentionMask.key_valid(np.zeros((B, S), bool))
