@@ -42,7 +42,7 @@ def model_config(size: str) -> ml_collections.ConfigDict:
   c.param_dtype = "float32"
   c.remat_policy = "none"      # none | full | dots_saveable | dots_with_no_batch_dims_saveable
   c.scan_layers = True
-  c.attention_impl = "dot_product"  # dot_product | cudnn (accelerators)
+  c.attention_impl = "dot_product"  # dot_product | xla | cudnn (GPU) | blockwise | splash (TPU)
   # RealCam conditioning (design.md §3).
   c.layout = "interleaved"     # interleaved [s1,t1,s2,t2,...] | prefix [s1..sf,t1..tf]
   c.pair_rope = "shared"       # shared (pair shares temporal index) | sequential (2i, 2i+1)

@@ -30,6 +30,12 @@ Implementations live in a registry keyed by name (`register_attention_impl`):
   blockwise    flash-style key-block scan with a custom VJP in plain JAX (any
                backend, O(B N T block) memory; long sequences, see
                `realcam_jax.scale.blockwise_attention`).
+  splash       Pallas splash-attention kernels on TPU (block-sparse flash attention: no
+               [T, S] scores in memory; `realcam_jax.scale.splash_attention`). Block-causal
+               ids and `allowed` must be static (NumPy) values; kv_valid / kv_len may be
+               traced (segment ids). Raises AttentionUnavailableError off TPU.
+  splash_interpret  the same kernels through the Pallas interpreter, any backend (slow;
+               for tests on CPU).
 
 Mask fields given as NumPy stay NumPy, so a mask built from NumPy ids inside a jitted
 function is still static there (for kernels that build their mask when traced, such as
@@ -268,6 +274,23 @@ def _blockwise(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
 
 
 register_attention_impl("blockwise", _blockwise)
+
+
+def _splash(interpret: bool) -> AttentionFn:
+  def fn(q, k, v, mask: AttentionMask, scale: float) -> jax.Array:
+    backend = jax.default_backend()
+    if not interpret and backend != "tpu":
+      raise AttentionUnavailableError(
+          f"attention impl 'splash' needs a TPU, but the JAX backend is {backend!r}; use "
+          f"impl='blockwise' (any backend, same O(T) memory) or 'splash_interpret' (the same "
+          f"kernels in the Pallas interpreter: slow, for tests) via config.model.attention_impl")
+    from realcam_jax.scale.splash_attention import splash_attention  # pallas: import on use
+    return splash_attention(q, k, v, mask, scale, interpret=interpret)
+  return fn
+
+
+register_attention_impl("splash", _splash(interpret=False))
+register_attention_impl("splash_interpret", _splash(interpret=True))
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask | None = None,
