@@ -47,6 +47,8 @@ def model_config(size: str) -> ml_collections.ConfigDict:
   c.layout = "interleaved"     # interleaved [s1,t1,s2,t2,...] | prefix [s1..sf,t1..tf]
   c.pair_rope = "shared"       # shared (pair shares temporal index) | sequential (2i, 2i+1)
   c.camera_encoding = "pose12" # pose12 (zero-init Linear(12->dim) per block) | plucker
+  c.camera_reference = "source_first"  # source_first (ReCamMaster) | pair (each target frame
+                               # relative to the source camera at the same frame; demo option)
   c.source_skip = False        # zero-init pair-aligned skip from source to target tokens
   c.prediction = "velocity"    # velocity (Wan) | source_residual (x0 = source + out; the zero-init
                                # head makes the model start by copying its source; demo option)

@@ -41,6 +41,7 @@ ABLATIONS = {
     "source_skip": lambda c: setattr(c.model, "source_skip", True),
     "no_source_skip": lambda c: setattr(c.model, "source_skip", False),
     "source_residual": lambda c: setattr(c.model, "prediction", "source_residual"),
+    "pair_camera": lambda c: setattr(c.model, "camera_reference", "pair"),
     "x0_loss": lambda c: setattr(c.objective, "loss_weighting", "x0"),
     "vae4x": lambda c: (c.data.update(latent_height=c.data.latent_height * 2,
                                       latent_width=c.data.latent_width * 2),

@@ -95,6 +95,8 @@ class Case:
     target_c2w: f32[T, 4, 4] world target poses (for loop pairs and adherence).
     latent_poses: f32[F, 4, 4] target poses per latent frame relative to the source's
       first frame (the model input).
+    source_latent_poses: f32[F, 4, 4] the source camera's, in the same frame (for
+      `model.camera_reference = "pair"`).
     intrinsics: f32[3, 3] pixel intrinsics.
     loop_pairs: int[P, 2] frame pairs at the same target pose (P may be 0).
     view_change_deg: rotation between the source and target cameras at frame 0.
@@ -108,6 +110,7 @@ class Case:
   object_mask: np.ndarray
   target_c2w: np.ndarray
   latent_poses: np.ndarray
+  source_latent_poses: np.ndarray
   intrinsics: np.ndarray
   loop_pairs: np.ndarray
   view_change_deg: float = float("nan")
@@ -257,6 +260,7 @@ def make_cases(seed: int, settings: SceneSettings, cases, lengths: dict) -> list
   k = np.asarray(clip["intrinsics"], np.float32)
   src_c2w = np.asarray(clip["source_c2w"], np.float64)
   ref = src_c2w[0]
+  src_latent = _latent(relative_to(src_c2w, ref), r)
   view_change = float(clip["view_change"][0, 0])
   out = []
 
@@ -266,7 +270,8 @@ def make_cases(seed: int, settings: SceneSettings, cases, lengths: dict) -> list
         seed=int(seed), case=case, length=length, source=clip["source_rgb"][:t],
         target=np.ascontiguousarray(target), static_mask=np.asarray(mask, bool),
         object_mask=fidelity.object_region(depth, c2w, k),
-        target_c2w=np.asarray(c2w, np.float32), latent_poses=latent, intrinsics=k,
+        target_c2w=np.asarray(c2w, np.float32), latent_poses=latent,
+        source_latent_poses=src_latent[:len(latent)], intrinsics=k,
         loop_pairs=geometry.find_loop_pairs(c2w), view_change_deg=change))
 
   for case in cases:

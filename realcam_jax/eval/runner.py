@@ -184,7 +184,7 @@ def run_eval(systems: dict, settings: SceneSettings, *, split: str = "test",
         t0 = time.perf_counter()
         if name in systems:
           pred = systems[name].generate(case.source, case.latent_poses, case.intrinsics,
-                                        seed + i)
+                                        seed + i, source_poses=case.source_latent_poses)
         else:
           pred = references[name](case.target)
         pred = np.asarray(pred)

@@ -8,10 +8,12 @@
   copy_source  the source video itself (no model).
 
 Every generator has the signature
-`generate(source u8[T, H, W, 3], poses f32[F, 4, 4], K f32[3, 3], seed) -> u8[T, H, W, 3]`
+`generate(source u8[T, H, W, 3], poses f32[F, 4, 4], K f32[3, 3], seed,
+source_poses=None) -> u8[T, H, W, 3]`
 with one target pose per latent frame (pixel frame 4 j), camera-to-world relative to
 the source camera's first frame, exactly what the models see in training and in
-`StreamingSession`. Model systems run under one `jax.jit` per video length (the noise
+`StreamingSession`; `source_poses` (the source camera's, same frame) are used by a model
+with `model.camera_reference = "pair"` (`camera_features.model_poses`). Model systems run under one `jax.jit` per video length (the noise
 seed is a traced input, so scenes of one length share a compilation).
 """
 
@@ -28,7 +30,16 @@ from flax import nnx
 SYSTEMS = ("student", "teacher", "prefix", "copy_source")
 MODEL_SYSTEMS = ("student", "teacher", "prefix")
 
-Generate = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+Generate = Callable[..., np.ndarray]
+
+
+def _model_poses(model_config, poses, source_poses):
+  """f32[1, F, 4, 4]: the poses as the model is conditioned on them (host side)."""
+  from realcam_jax.models.camera_features import model_poses
+  poses = jnp.asarray(poses, jnp.float32)[None]
+  if source_poses is not None:
+    source_poses = jnp.asarray(source_poses, jnp.float32)[None]
+  return model_poses(model_config, poses, source_poses)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +78,8 @@ def prefix_config(config):
 
 def copy_source() -> System:
   """The trivial baseline: the generated view is the source video."""
-  return System("copy_source", lambda source, poses, k, seed: np.asarray(source, np.uint8))
+  return System("copy_source",
+                lambda source, poses, k, seed, source_poses=None: np.asarray(source, np.uint8))
 
 
 def vae_roundtrip(vae):
@@ -103,8 +115,9 @@ def student_system(config, graphdef, params, vae, checkpoint: str | None = None)
 
   fn = jax.jit(render)
 
-  def generate(source, poses, k, seed):
-    out = fn(params, vae_state, jnp.asarray(source)[None], jnp.asarray(poses, jnp.float32)[None],
+  def generate(source, poses, k, seed, source_poses=None):
+    out = fn(params, vae_state, jnp.asarray(source)[None],
+             _model_poses(config.model, poses, source_poses),
              jnp.asarray(k, jnp.float32)[None], jnp.int32(seed))
     return np.asarray(out[0])
 
@@ -151,8 +164,9 @@ def teacher_system(name: str, tconfig, graphdef, params, vae,
 
   fn = jax.jit(run)
 
-  def generate(source, poses, k, seed):
-    out = fn(params, vae_state, jnp.asarray(source)[None], jnp.asarray(poses, jnp.float32)[None],
+  def generate(source, poses, k, seed, source_poses=None):
+    out = fn(params, vae_state, jnp.asarray(source)[None],
+             _model_poses(tconfig.model, poses, source_poses),
              jnp.asarray(k, jnp.float32)[None], jnp.int32(seed))
     return np.asarray(out[0])
 

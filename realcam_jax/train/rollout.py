@@ -42,7 +42,7 @@ from flax import nnx
 from realcam_jax.inference import kv_cache as kvc
 from realcam_jax.inference import student
 from realcam_jax.models import causal
-from realcam_jax.models.camera_features import camera_features
+from realcam_jax.models.camera_features import batch_camera_features
 
 
 @flax.struct.dataclass
@@ -79,8 +79,8 @@ class PhaseOne:
 def conditions(config, batch: dict):
   """(source [B, F, h, w, C], camera features [B, F, ...] or None, text or None)."""
   src = batch["source_latents"]
-  cam = camera_features(config.model, batch["target_poses"], batch["intrinsics"],
-                        src.shape[2:4], config.model.get("vae_spatial_factor", 8))
+  cam = batch_camera_features(config.model, batch, src.shape[2:4],
+                              config.model.get("vae_spatial_factor", 8))
   return src, cam, batch.get("text")
 
 

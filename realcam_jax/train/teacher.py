@@ -37,7 +37,7 @@ from realcam_jax.ckpt import pretrained
 from realcam_jax.diffusion import flow_matching as fm
 from realcam_jax.diffusion import schedule
 from realcam_jax.models import layout
-from realcam_jax.models.camera_features import camera_features
+from realcam_jax.models.camera_features import batch_camera_features
 from realcam_jax.models.dit import WanDiT
 from realcam_jax.models.realcam import RealCamDiT, backbone_config
 from realcam_jax.scale import multihost
@@ -52,8 +52,8 @@ def build_model(config) -> Callable[[nnx.Rngs], RealCamDiT]:
 def model_forward(model: RealCamDiT, config, batch: dict, noisy_target, sigma, cond_mask=None):
   """Velocity for the combined sequence [B, 2F, h, w, C] (see RealCamDiT.__call__)."""
   src = batch["source_latents"]
-  cam = camera_features(config.model, batch["target_poses"], batch["intrinsics"],
-                        src.shape[2:4], config.model.get("vae_spatial_factor", 8))
+  cam = batch_camera_features(config.model, batch, src.shape[2:4],
+                              config.model.get("vae_spatial_factor", 8))
   return model(src, noisy_target, sigma, cam, batch.get("text"), cond_mask=cond_mask,
                uncond_text=batch.get("text_uncond"))
 

@@ -71,6 +71,10 @@ def test_cases_cut_one_scene_at_a_fixed_camera_speed():
     # identity: the target camera is the source camera, the truth is the source video.
     np.testing.assert_array_equal(ident.target, clip["source_rgb"][:t])
     np.testing.assert_allclose(ident.latent_poses, src_rel[:t][::4], atol=1e-6)
+    # Every case carries the source camera per latent frame (camera_reference = pair).
+    for case in ("identity", "pan_right", "clip", "loop"):
+      np.testing.assert_allclose(got[(case, length)].source_latent_poses, src_rel[:t][::4],
+                                 atol=1e-6)
     assert ident.object_mask.shape == (t, 16, 16) and ident.view_change_deg == 0.0
   # Presets: the longer path extends the shorter one (same poses on shared frames) and the
   # 1x path is the preset itself.
