@@ -13,8 +13,9 @@ source_poses=None) -> u8[T, H, W, 3]`
 with one target pose per latent frame (pixel frame 4 j), camera-to-world relative to
 the source camera's first frame, exactly what the models see in training and in
 `StreamingSession`; `source_poses` (the source camera's, same frame) are used by a model
-with `model.camera_reference = "pair"` (`camera_features.model_poses`). Model systems run under one `jax.jit` per video length (the noise
-seed is a traced input, so scenes of one length share a compilation).
+with `model.camera_reference = "pair"` (`camera_features.model_poses`). Model systems run
+under one `jax.jit` per video length (the noise seed is a traced input, so scenes of one
+length share a compilation).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ the sessions' convention). `cfg.camera_reference` picks what the network sees:
                 moving source camera.
 
   pose12   [B, F, 12]: flattened 3x4 [R|t] of each target latent frame's pose
-           relative to the reference (design.md §3, `camera.reference`).
+           relative to the reference (`model.camera_reference`, above).
   plucker  [B, F, P, 6 * ph * pw]: Plücker rays at latent resolution (one ray per
            latent pixel, intrinsics scaled by 1 / spatial_factor), patchified like
            the latents.
