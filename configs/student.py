@@ -17,6 +17,10 @@ critic and student share one architecture). ABLATIONS (combine with commas):
                between the sink and the window (see "Positions" below); with no window
                it does nothing
   ode_clean    ODE init with clean history (`student.ode_history = "clean"`)
+  source_once  a chunk's source tokens do not attend to its targets, so a stream computes
+               their keys/values once per chunk and every denoising step and the commit run
+               the target tokens only (`student.source_once`, models/causal.py; ~1.7x fewer
+               query tokens per chunk; a different model: train it with the option)
 
 Positions (issue 20): a query chunk sees the sinks at chunk positions 0..S-1 and its
 window right before itself, so every chunk from S + W on sits at position S + W whatever
@@ -70,6 +74,7 @@ ABLATIONS = {
                             setattr(c.student, "sink_chunks", 0)),
     "long_rollout": lambda c: _long_rollout(c),
     "ode_clean": lambda c: setattr(c.student, "ode_history", "clean"),
+    "source_once": lambda c: setattr(c.student, "source_once", True),
 }
 
 
@@ -107,6 +112,13 @@ def get_config(arg=None):
       sink_chunks=_pick(size, 0, 1, 0),     # first chunks kept forever in the window
       window_chunks=_pick(size, 0, 2, 0),   # rolling window W (0 = unlimited up to max_frames)
       max_frames=_pick(size, 12, 48, 48),   # cache length when window_chunks is 0
+      # True: inside a chunk the (clean) source tokens attend to the chunk's sources and
+      # the visible earlier chunks only, not to its noisy targets; their KV is then
+      # computed once per chunk and each denoising step and the commit run the K P target
+      # tokens only: (n + 2) K P query tokens per chunk of n steps instead of (n + 1) 2 K P
+      # (1.67x fewer at 4 steps). The same option in ODE init, the rollouts and streaming
+      # (models/causal.py). False: the chunk attends fully inside (the original student).
+      source_once=False,
       teacher_ckpt="",                      # teacher workdir or converted dir ("" = seed init)
       init_from="",                         # DMD generator init (ODE-init workdir or dir)
       loopaug_fraction=loopaug,             # share of LoopAug sequences (= data.loopaug_fraction)

@@ -181,6 +181,17 @@ SECTIONS = (
             (Entry("stream_demo", "realcam bench --config student:demo --out runs/bench_demo "
                    "--results docs/results/stream_demo.json "
                    "--config.teacher.sampler.cfg_scale=5.0"),)),
+    Section("Speed levers and the cost model (issue 22)",
+            "Each speed lever of the streaming student (3 vs 4 steps, window size, bf16 KV "
+            "cache, caches donated across chunks, all together) and the VAE's share of a "
+            "chunk, timed in one run on steady chunks of the demo student "
+            "(`launch/bench_levers.py`, random weights), beside the analytic cost model "
+            "(`realcam_jax/bench/cost.py`: FLOPs and HBM bytes per generated frame, checked "
+            "against the jaxpr), then the cost model's prediction of the same levers at "
+            "full size on an H100. `realcam bench` prints the cost-model table for its own "
+            "config and size.",
+            (Entry("levers_demo", "nice -n 10 python launch/bench_levers.py --shared-cpu "
+                   "--results docs/results/levers_demo.json"),)),
     Section("Evaluation tables",
             "Student, teacher, copy-source and the reference rows built from the truth (VAE "
             "round trip, Gaussian blurs, row mean) on the same held-out synthetic scenes "
@@ -213,14 +224,27 @@ SECTIONS = (
                    "does not repeat; needs a retrained student)")),
             eval_summary),
     Section("Full size on a GPU (`wan2_1_1_3b`, 480x832, bf16)",
-            f"`gpu_dit`, `gpu_stream` and `gpu_train_memory` come from one script, "
-            f"`{GPU_SCRIPT}` (about 3 minutes on one H100; it stops at once on a machine "
-            "without a GPU), with the best attention kernel that compiles (cuDNN first). "
+            f"`gpu_stream_options`, `gpu_stream`, `gpu_dit` and `gpu_train_memory` come "
+            f"from one script, `{GPU_SCRIPT}` (one device call of at most 10 minutes for "
+            "the first two, the student with the chosen options and the teacher / prefix "
+            "baseline on 81 frames, then the student as configured; `--parts "
+            "dit,train_memory` for the other two; it stops at once on a machine without a "
+            "GPU; `--tiny` runs the same steps on a CPU at tiny size), with the best "
+            "attention kernel that compiles (cuDNN first). "
             "The records keep the command as it ran there (results written to the device "
             "machine's output folder, then copied to docs/results/). `gpu_stream_dense_mask` "
             "is the streaming baseline before the KV cache was read as a key-prefix length, "
             "run on the same machine right after `gpu_stream`.",
-            (Entry("gpu_dit", "python launch/bench_dit.py --config configs/dit.py:wan2_1_1_3b "
+            (Entry("gpu_stream_options", "realcam bench --config student:wan2_1_1_3b --size "
+                   "480x832 --systems student_window,teacher,prefix --lengths 1 "
+                   "--offline-lengths 1 --max-seconds 1e-9 --offline-vae chunks --out "
+                   "runs/bench_gpu_options --results docs/results/gpu_stream_options.json "
+                   "--config.model.dtype=bfloat16 --config.model.param_dtype=bfloat16 "
+                   "--config.model.attention_impl=cudnn "
+                   "--config.teacher.sampler.steps=50 --config.teacher.sampler.cfg_scale=5.0 "
+                   "--config.student.timesteps=(1000.0,666.667,333.333)",
+                   f"not measured yet: {GPU_NOTE}"),
+             Entry("gpu_dit", "python launch/bench_dit.py --config configs/dit.py:wan2_1_1_3b "
                    "--config.model.dtype=bfloat16 --config.model.param_dtype=bfloat16 "
                    "--attention best --iters 5 --warmup 1 --results docs/results/gpu_dit.json",
                    f"not measured yet: {GPU_NOTE}"),

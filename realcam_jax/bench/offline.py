@@ -9,6 +9,12 @@ separately), then run once and timed.
 Guard: before the whole video, one guided step is compiled and timed; when
 `steps x step + VAE` exceeds `max_seconds` the run is skipped and the row says
 "skipped: would take ~N s", with N labelled as extrapolated.
+
+The estimate's VAE (`vae_mode`): "whole" times one encode + decode call on the whole
+video; "chunks" times the streaming VAE over the same video (first frame, then 4 frames
+per chunk to encode, one latent frame per chunk to decode: the way Wan runs its VAE,
+the same FLOPs and outputs in constant memory, for full-size videos whose whole-video
+VAE activations would not fit).
 """
 
 from __future__ import annotations
@@ -68,6 +74,33 @@ def vae_fn(vae_graphdef):
   return run
 
 
+_VAE_CHUNKS_S: dict = {}     # (id(vae), shape) -> seconds: both systems share the VAE
+
+
+def vae_chunks_s(vae, source) -> float:
+  """Seconds of the streaming VAE round trip of `source` u8[1, T, H, W, 3] (compiled on a
+  first pass, timed on a second; remembered per VAE and shape within the process, so the
+  teacher and the prefix baseline do not compile it twice)."""
+  key = (id(vae), tuple(source.shape))
+  if key not in _VAE_CHUNKS_S:
+    _VAE_CHUNKS_S[key] = _vae_chunks_s(vae, source)
+  return _VAE_CHUNKS_S[key]
+
+
+def _vae_chunks_s(vae, source) -> float:
+  from realcam_jax.models import vae as vae_lib
+  fns = vae_lib.make_stream_fns(vae)
+  video = to_unit(source)
+
+  def once():
+    lat = jnp.concatenate(list(vae_lib.encode_chunks(vae, video, fns=fns)), axis=1)
+    return jax.block_until_ready([to_uint8(f) for f in vae_lib.decode_chunks(vae, lat, fns=fns)])
+  once()
+  t0 = time.perf_counter()
+  once()
+  return time.perf_counter() - t0
+
+
 def _compile(fn, *args):
   t0 = time.perf_counter()
   compiled = jax.jit(fn).lower(*args).compile()
@@ -83,11 +116,18 @@ def _timed(compiled, *args, repeats: int = 1) -> float:
   return best
 
 
-def estimate(config, graphdef, params, vae, source, poses, k) -> dict:
+def estimate(config, graphdef, params, vae, source, poses, k, vae_mode: str = "whole") -> dict:
   """Measured single guided step and VAE round trip; `estimate_s` = steps x step + VAE."""
   vae_graphdef, vae_state = nnx.split(vae)
-  vae_c, vae_compile = _compile(vae_fn(vae_graphdef), vae_state, source)
-  vae_s = _timed(vae_c, vae_state, source, repeats=2)
+  if vae_mode == "chunks":
+    t0 = time.perf_counter()
+    vae_s = vae_chunks_s(vae, source)
+    vae_compile = max(time.perf_counter() - t0 - 2 * vae_s, 0.0)
+  elif vae_mode == "whole":
+    vae_c, vae_compile = _compile(vae_fn(vae_graphdef), vae_state, source)
+    vae_s = _timed(vae_c, vae_state, source, repeats=2)
+  else:
+    raise ValueError(f"vae_mode {vae_mode!r}: expected 'whole' or 'chunks'")
   lat = jax.eval_shape(lambda v, x: nnx.merge(vae_graphdef, v).encode(to_unit(x)), vae_state,
                        source)
   lat = jnp.zeros(lat.shape, jnp.float32)
@@ -96,14 +136,14 @@ def estimate(config, graphdef, params, vae, source, poses, k) -> dict:
   step_c, step_compile = _compile(step_fn(config, graphdef), params, lat, cam, lat, sigma)
   step_s = _timed(step_c, params, lat, cam, lat, sigma, repeats=2)
   steps = int(config.sampler.steps)
-  return {"step_s": step_s, "vae_s": vae_s, "steps": steps,
+  return {"step_s": step_s, "vae_s": vae_s, "vae_mode": vae_mode, "steps": steps,
           "estimate_s": steps * step_s + vae_s,
           "probe_compile_s": step_compile + vae_compile}
 
 
 def bench_offline(config, vae, height: int, width: int, multiples: list[int], *,
                   frames_1x: int, system: str, max_seconds: float, seed: int = 0,
-                  progress=None) -> dict:
+                  progress=None, vae_mode: str = "whole") -> dict:
   """Whole-video latency of the teacher described by `config` (random weights).
 
   `frames_1x` latent frames make the 1x length (the student's training length).
@@ -118,7 +158,7 @@ def bench_offline(config, vae, height: int, width: int, multiples: list[int], *,
   rows = []
   for m in sorted(multiples):
     source, poses, k = _inputs(vae, height, width, m * frames_1x, seed)
-    est = estimate(config, graphdef, params, vae, source, poses, k)
+    est = estimate(config, graphdef, params, vae, source, poses, k, vae_mode)
     row = {"multiple": m, "latent_frames": m * frames_1x,
            "frames": int(source.shape[1]), "estimate": est}
     if est["estimate_s"] > max_seconds:

@@ -230,7 +230,15 @@ def tables(results: dict, heading: str = "##") -> str:
                    f"{f['from_multiple']}x to {f['to_multiple']}x / "
                    f"{_f(f['along_longest_stream'], '.2f')}x) |")
     lines.append("")
+  if results.get("cost_model"):
+    lines += [cost_markdown(results["cost_model"], heading), ""]
   return "\n".join(lines)
+
+
+def cost_markdown(cost_table: dict, heading: str = "##") -> str:
+  """The cost-model table (`bench/cost.py`) of a run."""
+  from realcam_jax.bench import cost
+  return cost.markdown(cost_table, heading)
 
 
 def plot(results: dict, path: str):

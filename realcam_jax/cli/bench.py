@@ -17,6 +17,13 @@ Writes DIR/bench.json, DIR/bench.md and DIR/latency_vs_length.png (realcam_jax/b
 `--results FILE` also writes a benchmark record for docs/benchmarks.md
 (realcam_jax/bench/record.py). `--dry-run` builds the student's chunk-step shapes with
 `jax.eval_shape` (any size, nothing allocated or compiled) and stops.
+
+Every run (and `--dry-run`) also prints the cost model (realcam_jax/bench/cost.py): per
+generated frame, for the student as configured and each speed lever (steps, window, KV
+cache dtype, source_once), the analytic FLOPs and HBM bytes and the frames/s they
+predict on an H100 at bf16 (roofline), so a CPU run predicts GPU speed.
+`--config.model.*` overrides (dtype, attention_impl) also apply to the teacher and the
+prefix baseline, which share the student's architecture.
 """
 
 from __future__ import annotations
@@ -65,6 +72,11 @@ def add_arguments(parser):
                       help="student checkpoint (default: random weights, perturbed so that the "
                            "drift column means something; speed does not depend on them)")
   parser.add_argument("--vae", metavar="CKPT", help="VAE checkpoint (default: random weights)")
+  parser.add_argument("--offline-vae", choices=("whole", "chunks"), default="whole",
+                      help="how the offline systems' VAE is timed in their estimate: one call "
+                           "on the whole video (default) or chunk by chunk through the "
+                           "streaming VAE, as Wan runs it (the same FLOPs, constant memory: "
+                           "full-size videos)")
   parser.add_argument("--dry-run", action="store_true",
                       help="print the student's chunk shapes (jax.eval_shape) and stop")
 
@@ -89,12 +101,13 @@ def parse_systems(text: str) -> list[str]:
   return [n for n in SYSTEMS if n in names]
 
 
-def teacher_configs(args, config) -> tuple[str, dict]:
+def teacher_configs(args, config, overrides=()) -> tuple[str, dict]:
   """(teacher config name, {system: config}) for the offline systems.
 
   Without `--teacher-config` both take the sampler of the student's embedded teacher
   (`config.teacher.sampler`), so `--config.teacher.sampler.cfg_scale=5.0` times them
-  with guidance (two passes per step).
+  with guidance (two passes per step). The `--config.model.*` overrides apply to them
+  too (dtype, attention_impl: the same architecture as the student).
   """
   import copy
 
@@ -104,7 +117,7 @@ def teacher_configs(args, config) -> tuple[str, dict]:
   out = {}
   for system, spec in (("teacher", name), ("prefix", prefix)):
     if system in args.systems_list:
-      out[system] = get_config(spec)
+      out[system] = get_config(spec, [o for o in overrides if o.startswith("--config.model.")])
       if not args.teacher_config and "teacher" in config:
         out[system].sampler = copy.deepcopy(config.teacher.sampler)
   return name, out
@@ -142,7 +155,7 @@ def run(args, overrides) -> int:
   config = render_cli.load_config(args, overrides)
   if args.dry_run:
     return dry_run(args, config, lengths)
-  teacher_name, teachers = teacher_configs(args, config)
+  teacher_name, teachers = teacher_configs(args, config, overrides)
   from realcam_jax.bench import record as bench_record
   results = {"command": getattr(args, "command_line", "realcam bench"),
              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -165,6 +178,8 @@ def run(args, overrides) -> int:
                       f"{vae.z_dim}; use the teacher of the same size")
   height, width = render_cli.parse_size(args.size, config, vae)
   results["size"] = [height, width]
+  results["cost_model"] = cost_model(config, args.systems_list, height, width)
+  print(report.cost_markdown(results["cost_model"]), file=sys.stderr, flush=True)
   frames_1x = int(config.data.latent_frames)
   for system in args.systems_list:
     if system in report.STUDENT_SYSTEMS:
@@ -177,7 +192,7 @@ def run(args, overrides) -> int:
       _say(f"{system}: lengths {offline_lengths}, {teachers[system].sampler.steps} steps")
       results["systems"][system] = offline.bench_offline(
           teachers[system], vae, height, width, offline_lengths, frames_1x=frames_1x,
-          system=system, max_seconds=args.max_seconds, seed=args.seed,
+          system=system, max_seconds=args.max_seconds, seed=args.seed, vae_mode=args.offline_vae,
           progress=lambda r, s=system: _say(_offline_line(s, r)))
   paths = report.write(report.finish(results), args.out)
   print(report.markdown(results))
@@ -187,6 +202,15 @@ def run(args, overrides) -> int:
     rec = convert.from_stream_bench(results, record.name_of(args.results))
     print(f"wrote {record.write_record(args.results, rec)}")
   return 0
+
+
+def cost_model(config, systems, height: int, width: int) -> dict:
+  """The cost-model table (bench/cost.py) of the student as it streams here: with the
+  rolling window when student_window runs, at bf16 on an H100."""
+  from realcam_jax.bench import cost, stream
+  from realcam_jax.inference.load import vae_config_for
+  streamed = stream.with_window(config) if "student_window" in systems else config
+  return cost.table(streamed, vae_config_for(config).model, height, width)
 
 
 def dry_run(args, config, lengths) -> int:
@@ -203,6 +227,8 @@ def dry_run(args, config, lengths) -> int:
     plan = stream.dry_run(config, graphdef, params, vae, height, width,
                           window=system == "student_window", multiple=max(lengths))
     print(json.dumps(plan))
+  from realcam_jax.bench import report
+  _say(report.cost_markdown(cost_model(config, args.systems_list, height, width)))
   _say("dry run: stopping before allocating or compiling")
   return 0
 

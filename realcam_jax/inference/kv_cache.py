@@ -29,6 +29,11 @@ RoPE channels by `position(c) - block_pos[c]` chunks (`position_shift`; RoPE is 
 rotation, so rotating by a difference re-places a key exactly). Nothing in the stored
 buffer is ever rewritten, so no rounding accumulates along a stream.
 
+`source_once` caches (`student.source_once`) hold chunks whose source tokens did not
+attend to their own chunk's targets (`models/causal.py`: the source keys/values are
+computed once per chunk, by `causal.source_pass`); the buffer layout is the same, the
+flag tells the chunk functions which attention the cached chunks were computed with.
+
 `exact` caches (`student.window_chunks = 0`, "unlimited") must never evict: a stream
 longer than the buffer is an error raised by the callers that know the stream length
 (`StreamingSession`, `student.generate_video`), not a silent wrap.
@@ -55,6 +60,7 @@ class KVCache:
   sink_chunks: int = flax.struct.field(pytree_node=False)
   window_chunks: int = flax.struct.field(pytree_node=False)
   exact: bool = flax.struct.field(pytree_node=False, default=False)  # never evicts (see top)
+  source_once: bool = flax.struct.field(pytree_node=False, default=False)  # see top
 
   @property
   def num_blocks(self) -> int:
@@ -142,8 +148,9 @@ def chunk_positions(query_chunk: int, num_chunks: int, sink_chunks: int,
 
 def init_cache(num_layers: int, batch: int, num_heads: int, head_dim: int, *,
                chunk_tokens: int, window_chunks: int, sink_chunks: int = 0,
-               dtype=jnp.float32, exact: bool = False) -> KVCache:
-  """An empty cache. `window_chunks` >= 1; `sink_chunks` >= 0; `exact`: must never evict."""
+               dtype=jnp.float32, exact: bool = False, source_once: bool = False) -> KVCache:
+  """An empty cache. `window_chunks` >= 1; `sink_chunks` >= 0; `exact`: must never evict;
+  `source_once`: chunks are computed with `student.source_once` (see top)."""
   if window_chunks < 1 or sink_chunks < 0 or chunk_tokens < 1:
     raise ValueError(
         f"cache needs window_chunks >= 1, sink_chunks >= 0, chunk_tokens >= 1; got "
@@ -154,7 +161,8 @@ def init_cache(num_layers: int, batch: int, num_heads: int, head_dim: int, *,
                  block_chunk=jnp.full((blocks,), -1, jnp.int32),
                  block_pos=jnp.zeros((blocks,), jnp.int32),
                  num_chunks=jnp.zeros((), jnp.int32), chunk_tokens=chunk_tokens,
-                 sink_chunks=sink_chunks, window_chunks=window_chunks, exact=bool(exact))
+                 sink_chunks=sink_chunks, window_chunks=window_chunks, exact=bool(exact),
+                 source_once=bool(source_once))
 
 
 def block_for_chunk(chunk, sink_chunks: int, window_chunks: int):

@@ -10,7 +10,10 @@ chunk, donating the cache.
 
 `run_chunk` is the one loop behind both inference and the Self-Forcing rollout: a
 `lax.while_loop` whose every iteration is one network call (levels 0..exit, then the
-commit pass), so the network is traced once per chunk program.
+commit pass), so the network is traced once per chunk program. With a `source_once`
+cache (`student.source_once`, `models/causal.py`) the chunk's sources run once before
+the loop (`causal.source_pass`) and every iteration runs the target tokens only
+(`causal.target_step`): half the query tokens per network call.
 
 Noise: `chunk_keys(key, num_levels)` splits a chunk's key into one key per level; key 0
 draws the starting noise, key i (i >= 1) the noise that re-noises x0 to level i.
@@ -47,12 +50,19 @@ def predict_x0(model, cache: kvc.KVCache, source_c, x_t, sigma, camera_c, text, 
                *, window_chunks: int | None = None) -> jax.Array:
   """Student x0 for a chunk at one noise level (scalar, shared by the K target frames).
 
+  A `source_once` cache: the chunk's source pass, then its target step.
   Returns f32[B, K, h, w, C].
   """
   b, k = source_c.shape[:2]
   sig = jnp.full((b, k), sigma, jnp.float32)
-  v = causal.chunk_step(model, cache, source_c, x_t, sig, camera_c, text, chunk_index,
-                        window_chunks=window_chunks)
+  if cache.source_once:
+    src_kv = causal.source_pass(model, cache, source_c, text, chunk_index,
+                                window_chunks=window_chunks)
+    v = causal.target_step(model, cache, src_kv, source_c, x_t, sig, camera_c, text,
+                           chunk_index, window_chunks=window_chunks)
+  else:
+    v = causal.chunk_step(model, cache, source_c, x_t, sig, camera_c, text, chunk_index,
+                          window_chunks=window_chunks)
   return causal.target_x0(v, x_t, sig, model.cfg)
 
 
@@ -63,7 +73,8 @@ class ChunkCarry:
   x: jax.Array        # [B, K, h, w, C] the network's target input at iteration i
   x_exit: jax.Array   # [B, K, h, w, C] the input at the exit level (set at i == exit)
   x0: jax.Array       # f32[B, K, h, w, C] the x0 prediction at the exit level
-  kv: KV              # k, v [L, B, T, N, H] of the last call (the commit pass at the end)
+  kv: KV              # k, v [L, B, T, N, H] of the last call (the commit pass at the end;
+                      # source_once: the targets' [L, B, T / 2, N, H])
 
 
 def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas, exit_level,
@@ -87,11 +98,19 @@ def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas,
   b, k = source_c.shape[:2]
   n = sigmas.shape[0]
   dtype = source_c.dtype
+  once = cache.source_once
+  if once:                       # the clean sources, once for every level and the commit
+    src_kv = causal.source_pass(model, cache, source_c, text, chunk_index,
+                                window_chunks=window_chunks)
 
   def call(x, sigma):
     sig = jnp.full((b, k), sigma, jnp.float32)
-    v, kv = causal.chunk_forward(model, cache, source_c, x, sig, camera_c, text, chunk_index,
-                                 window_chunks=window_chunks, return_kv=True)
+    if once:
+      v, kv = causal.target_step(model, cache, src_kv, source_c, x, sig, camera_c, text,
+                                 chunk_index, window_chunks=window_chunks, return_kv=True)
+    else:
+      v, kv = causal.chunk_forward(model, cache, source_c, x, sig, camera_c, text, chunk_index,
+                                   window_chunks=window_chunks, return_kv=True)
     return causal.target_x0(v, x, sig, model.cfg), kv
 
   def body(c: ChunkCarry) -> ChunkCarry:
@@ -106,14 +125,16 @@ def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas,
 
   noise = jax.random.normal(keys[0], source_c.shape, jnp.float32).astype(dtype)
   cfg = model.cfg
-  kv_shape = (cfg.num_layers, b, cache.chunk_tokens, cfg.num_heads, cfg.dim // cfg.num_heads)
+  tokens = cache.chunk_tokens // 2 if once else cache.chunk_tokens
+  kv_shape = (cfg.num_layers, b, tokens, cfg.num_heads, cfg.dim // cfg.num_heads)
   kv_zero = jnp.zeros(kv_shape, layers.to_dtype(cfg.dtype))
   init = ChunkCarry(i=jnp.zeros((), jnp.int32), x=noise, x_exit=noise,
                     x0=jnp.zeros(source_c.shape, jnp.float32), kv=KV(kv_zero, kv_zero))
   out = jax.lax.while_loop(lambda c: c.i <= exit_level + 1, body, init)
+  kv = causal.chunk_kv(src_kv, out.kv, k, cfg.layout) if once else out.kv
   index = cache.num_chunks if chunk_index is None else chunk_index
   position = cache.query_position(index, window_chunks)    # where its keys were rotated
-  return kvc.write(cache, out.kv.k, out.kv.v, position), out.x_exit, out.x0
+  return kvc.write(cache, kv.k, kv.v, position), out.x_exit, out.x0
 
 
 def generate_chunk(graphdef, params, cache: kvc.KVCache, source_c, camera_c, text,

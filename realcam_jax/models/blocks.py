@@ -37,6 +37,14 @@ class KV(NamedTuple):
   v: jax.Array
 
 
+def kv_segments(extra_kv) -> tuple[KV, ...]:
+  """Extra keys/values as a tuple of segments: None -> (), one KV -> (kv,), a tuple or list
+  of KVs (attended to in that order, e.g. a chunk's source keys, then the cache) as is."""
+  if extra_kv is None:
+    return ()
+  return (extra_kv,) if isinstance(extra_kv, KV) else tuple(extra_kv)
+
+
 class BlockInputs(NamedTuple):
   """Layer-invariant inputs of every block (closed over by the layer scan).
 
@@ -44,7 +52,7 @@ class BlockInputs(NamedTuple):
     e: f32[B, F, 6, D] modulation from the timestep embedding.
     context: [B, L, D] projected text.
     cos, sin: f32[(B,) T, H // 2] RoPE tables for the current tokens.
-    mask: self-attention mask over keys [current (T) ; extra_kv (S)].
+    mask: self-attention mask over keys [current (T) ; extra_kv (S, its segments in order)].
     block_cond: [B, F, P or 1, Cb] or None.
     block_cond_mask: [B, F] (1 = apply) or None.
     extra_cos, extra_sin: f32[(B,) S, H // 2] an extra RoPE rotation applied to the cached
@@ -94,19 +102,29 @@ class WanAttention(nnx.Module):
     return self.to_out(o.reshape(o.shape[:2] + (-1,)))
 
   def self_attention(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: AttentionMask,
-                     extra_kv: KV | None, extra_rope: tuple[jax.Array, jax.Array] | None = None
+                     extra_kv: KV | tuple[KV, ...] | None,
+                     extra_rope: tuple[jax.Array, jax.Array] | None = None
                      ) -> tuple[jax.Array, KV]:
     """x[B, T, D] -> ([B, T, D], KV of the current tokens [B, T, N, H] after RoPE).
 
-    extra_rope: (cos, sin) f32[(B,) S, H // 2] rotating the cached keys before use, or None.
+    extra_kv: keys/values [B, S, N, H] attended to after the current ones: one KV or a
+      tuple of segments (`kv_segments`), joined here, per layer, in order.
+    extra_rope: (cos, sin) f32[(B,) S, H // 2] rotating the extra keys (all segments)
+      before use, or None.
     """
     q, k, v = self.qkv(x, x)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     current = KV(k, v)
-    if extra_kv is not None:   # current keys first: a cache filled from the front then
-      extra_k = extra_kv.k if extra_rope is None else apply_rope(extra_kv.k, *extra_rope)
-      k = jnp.concatenate([k, extra_k.astype(k.dtype)], axis=1)     # leaves a key prefix
-      v = jnp.concatenate([v, extra_kv.v.astype(v.dtype)], axis=1)  # (AttentionMask.key_prefix)
+    segments = kv_segments(extra_kv)
+    if segments:   # current keys first: a cache filled from the front then leaves a key
+      if len(segments) == 1:                            # prefix (AttentionMask.key_prefix)
+        extra_k, extra_v = segments[0]
+      else:
+        extra_k = jnp.concatenate([s.k.astype(k.dtype) for s in segments], axis=1)
+        extra_v = jnp.concatenate([s.v.astype(v.dtype) for s in segments], axis=1)
+      extra_k = extra_k if extra_rope is None else apply_rope(extra_k, *extra_rope)
+      k = jnp.concatenate([k, extra_k.astype(k.dtype)], axis=1)
+      v = jnp.concatenate([v, extra_v.astype(v.dtype)], axis=1)
     return self.out(attention(q, k, v, mask, self.impl)), current
 
   def cross_attention(self, x: jax.Array, context: jax.Array) -> jax.Array:
@@ -139,8 +157,8 @@ class WanBlock(nnx.Module):
                                     dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
                       if cond_dim > 0 else None)
 
-  def __call__(self, x: jax.Array, inputs: BlockInputs, extra_kv: KV | None = None
-               ) -> tuple[jax.Array, KV]:
+  def __call__(self, x: jax.Array, inputs: BlockInputs,
+               extra_kv: KV | tuple[KV, ...] | None = None) -> tuple[jax.Array, KV]:
     """x[B, F, P, D] -> (x[B, F, P, D], current tokens' KV [B, F * P, N, H])."""
     b, f, p, d = x.shape
     mod = self.scale_shift_table[...].astype(jnp.float32)[:, None] + inputs.e  # [B, F, 6, D]

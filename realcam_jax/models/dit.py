@@ -29,7 +29,7 @@ from flax import nnx
 from realcam_jax import sharding
 from realcam_jax.models import layers
 from realcam_jax.models.attention import AttentionMask
-from realcam_jax.models.blocks import KV, BlockInputs, WanBlock
+from realcam_jax.models.blocks import KV, BlockInputs, WanBlock, kv_segments
 from realcam_jax.models.embeddings import ConditionEmbedder, PatchEmbed
 from realcam_jax.models.rope import rope_cos_sin, rope_split
 
@@ -97,7 +97,8 @@ class WanDiT(nnx.Module):
     """RoPE (cos, sin) f32[(B,) T, H // 2] for token frames at `frame_pos` int[(B,) F]."""
     return rope_cos_sin(frame_pos, grid_h, grid_w, self.head_dim, self.cfg.rope_theta)
 
-  def run_blocks(self, tokens: jax.Array, inputs: BlockInputs, extra_kv: KV | None = None,
+  def run_blocks(self, tokens: jax.Array, inputs: BlockInputs,
+                 extra_kv: KV | tuple[KV, ...] | None = None,
                  return_kv: bool = False) -> tuple[jax.Array, KV | None]:
     """Runs all L blocks (scanned or looped per config, with remat).
 
@@ -105,7 +106,8 @@ class WanDiT(nnx.Module):
       tokens: [B, F, P, D].
       inputs: layer-invariant block inputs.
       extra_kv: per-layer cached keys/values k, v [L, B, S, N, H] appended after the
-        current tokens' keys, or None.
+        current tokens' keys, or a tuple of such segments (joined per layer, in order;
+        `blocks.kv_segments`), or None.
       return_kv: also return the current tokens' post-RoPE k, v [L, B, T, N, H].
 
     Returns:
@@ -210,19 +212,21 @@ class WanDiT(nnx.Module):
                        f"got shape {t.shape}")
     return t
 
-  def check_extra_kv(self, extra_kv: KV | None, batch: int) -> None:
-    """Raises ValueError unless extra_kv is None or k, v are [L, B, S, N, H]."""
+  def check_extra_kv(self, extra_kv: KV | tuple[KV, ...] | None, batch: int) -> None:
+    """Raises ValueError unless extra_kv is None or k, v (of every segment) are
+    [L, B, S, N, H]."""
     self._check_cache(extra_kv, batch)
 
   def _check_cache(self, extra_kv, b):
-    if extra_kv is None:
-      return
     c = self.cfg
     want = (c.num_layers, b, None, c.num_heads, self.head_dim)
-    for name, a in zip(("k", "v"), extra_kv):
-      if a.ndim != 5 or any(w is not None and w != s for w, s in zip(want, a.shape)):
-        raise ValueError(f"extra_kv.{name} has shape {a.shape}; expected [L={c.num_layers}, "
-                         f"B={b}, S, N={c.num_heads}, H={self.head_dim}]")
+    segments = kv_segments(extra_kv)
+    for i, segment in enumerate(segments):
+      where = "extra_kv" if len(segments) == 1 else f"extra_kv segment {i}"
+      for name, a in zip(("k", "v"), segment):
+        if a.ndim != 5 or any(w is not None and w != s for w, s in zip(want, a.shape)):
+          raise ValueError(f"{where}.{name} has shape {a.shape}; expected [L={c.num_layers}, "
+                           f"B={b}, S, N={c.num_heads}, H={self.head_dim}]")
 
   def _check_block_cond(self, cond, cond_mask, b, f, p):
     dim = self.cfg.get("block_cond_dim", 0)

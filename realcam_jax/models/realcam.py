@@ -33,10 +33,12 @@ from flax import nnx
 
 from realcam_jax.models import layers, layout
 from realcam_jax.models.attention import AttentionMask
-from realcam_jax.models.blocks import KV
+from realcam_jax.models.blocks import KV, kv_segments
 from realcam_jax.models.dit import WanDiT
 
 CAMERA_ENCODINGS = ("pose12", "plucker", "none")
+# Which tokens a call runs through the blocks (`RealCamDiT.__call__(streams=...)`).
+STREAMS = ("both", "source", "target")
 PREDICTIONS = ("velocity", "source_residual")
 # Below this noise level a source-residual velocity divides by the floor instead of sigma
 # (the x0 error would otherwise be weighted by 1/sigma^2 in the flow-matching loss).
@@ -72,10 +74,16 @@ def anchor_on_source(out, source, target, sigma, layout_name: str):
     `(target - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)` of `x0_hat = source + out`.
   """
   out_src, out_tgt = layout.split(out, layout_name)
+  return layout.combine(out_src, residual_velocity(out_tgt, source, target, sigma), layout_name)
+
+
+def residual_velocity(out_tgt, source, target, sigma):
+  """The target half of `anchor_on_source`: head output of the target frames
+  [B, F, h, w, C] -> their velocity `(target - (source + out)) / max(sigma, floor)`."""
   x0 = source.astype(jnp.float32) + out_tgt.astype(jnp.float32)
   denom = jnp.maximum(jnp.asarray(sigma, jnp.float32), RESIDUAL_SIGMA_FLOOR)[..., None, None, None]
   v = (target.astype(jnp.float32) - x0) / denom
-  return layout.combine(out_src, v.astype(out.dtype), layout_name)
+  return v.astype(out_tgt.dtype)
 
 
 class RealCamDiT(nnx.Module):
@@ -107,13 +115,15 @@ class RealCamDiT(nnx.Module):
                pair_pos: jax.Array | np.ndarray | None = None,
                mask: AttentionMask | None = None, extra_kv: KV | None = None,
                extra_shift: jax.Array | None = None, return_kv: bool = False,
-               uncond_text: jax.Array | None = None):
+               uncond_text: jax.Array | None = None, streams: str = "both"):
     """Predicts the velocity for every frame of the combined pair sequence.
 
     Args:
       source: clean source latents [B, F, h, w, C].
-      target: noisy target latents [B, F, h, w, C] at noise level `sigma`.
-      sigma: target noise level per frame f32[B, F] in [0, 1] (timestep = 1000 sigma).
+      target: noisy target latents [B, F, h, w, C] at noise level `sigma` (None with
+        streams 'source').
+      sigma: target noise level per frame f32[B, F] in [0, 1] (timestep = 1000 sigma;
+        None with streams 'source').
       camera: target camera features: [B, F, 12] (pose12) or [B, F, P, 6 ph pw]
         (plucker); None with camera_encoding 'none' or for an unconditional call.
       text: text embeddings [B, Lt, Dt] or None (null embedding).
@@ -125,19 +135,35 @@ class RealCamDiT(nnx.Module):
         first_pair + 0..F-1, mapped to frames by `layout.frame_positions`).
       pair_pos: int[F] explicit pair index of every pair instead (e.g. a sequence holding
         copies of chunks at other positions); overrides first_pair.
-      mask, extra_kv, return_kv: passed to the backbone (chunk-causal student).
+      mask, extra_kv, return_kv: passed to the backbone (chunk-causal student); extra_kv
+        is one KV [L, B, S, N, H] or a tuple of such segments (`blocks.kv_segments`).
       extra_shift: i32[S] or None: temporal RoPE positions (frame units) by which each
-        cached key of extra_kv is moved before attention (`kv_cache.position_shift`).
+        extra key (all segments, in order) is moved before attention
+        (`kv_cache.position_shift`).
+      streams: which tokens run through the blocks and the head (`STREAMS`): 'both' (the
+        combined sequence), 'source' or 'target' (only that stream's F frames, at the
+        positions they have in the combined sequence; keys of the other stream, where
+        wanted, come in through extra_kv). 'target' still embeds the sources (source
+        skip, source-residual anchoring); 'source' needs no target, sigma or camera.
+        Used by the student's `source_once` chunks (`causal.source_pass`).
 
     Returns:
       velocity [B, 2F, h, w, C] for the combined sequence (use `layout.split` to get
-      the target half); with return_kv also the current tokens' KV [L, B, T, N, H].
+      the target half), or [B, F, h, w, C] for the one stream of streams 'source' /
+      'target'; with return_kv also the KV of the tokens run [L, B, T, N, H].
     """
     cfg = self.cfg
     bb = self.backbone
-    if source.shape != target.shape:
-      raise ValueError(f"source latents {source.shape} and target latents {target.shape} must "
-                       "have the same shape [B, F, h, w, C]")
+    if streams not in STREAMS:
+      raise ValueError(f"unknown streams {streams!r}; expected one of {STREAMS}")
+    if streams == "source":          # sources alone: their timestep is 0, no camera
+      target = jnp.zeros_like(source) if target is None else target
+      sigma = jnp.zeros(source.shape[:2], jnp.float32) if sigma is None else sigma
+      camera = None
+    if target is None or source.shape != target.shape:
+      raise ValueError(f"source latents {source.shape} and target latents "
+                       f"{None if target is None else target.shape} must have the same shape "
+                       "[B, F, h, w, C]")
     b, f = source.shape[:2]
     if tuple(jnp.shape(sigma)) != (b, f):
       raise ValueError(f"sigma must be [B={b}, F={f}] (one noise level per target frame), "
@@ -154,6 +180,10 @@ class RealCamDiT(nnx.Module):
 
     t = layout.combine(jnp.zeros((b, f), jnp.float32), jnp.asarray(sigma, jnp.float32) * 1000.0,
                        cfg.layout)
+    # One stream: only its frames (static indices into the combined sequence) go on.
+    frames = None if streams == "both" else np.flatnonzero(is_tgt == (streams == "target"))
+    if frames is not None:
+      tokens, t = tokens[:, frames], t[:, frames]
     cond = jnp.ones((b,), jnp.float32) if cond_mask is None else jnp.asarray(cond_mask, jnp.float32)
     if text is None:
       text = self.null_text(b)
@@ -173,10 +203,13 @@ class RealCamDiT(nnx.Module):
         raise ValueError(f"pair_pos must be int[F={f}] (one index per pair), got shape "
                          f"{np.shape(pair_pos)}")
       frame_pos = layout.pair_frame_positions(pair_pos, cfg.layout, cfg.pair_rope)
+    if frames is not None:
+      frame_pos = frame_pos[frames]
     cos, sin = bb.rope(frame_pos, grid_h, grid_w)
     extra_cos = extra_sin = None
     if extra_shift is not None:
-      if extra_kv is None or tuple(jnp.shape(extra_shift)) != (extra_kv.k.shape[2],):
+      slots = sum(segment.k.shape[2] for segment in kv_segments(extra_kv))
+      if extra_kv is None or tuple(jnp.shape(extra_shift)) != (slots,):
         raise ValueError(f"extra_shift must be int[S] for extra_kv with S slots, got shape "
                          f"{jnp.shape(extra_shift)}")
       extra_cos, extra_sin = bb.rope(extra_shift, 1, 1)       # temporal channels only
@@ -185,6 +218,8 @@ class RealCamDiT(nnx.Module):
     if cfg.block_cond_dim and camera is not None:
       block_cond = self._camera_tokens(camera, b, f, p)
       block_cond_mask = jnp.asarray(is_tgt, jnp.float32)[None] * cond[:, None]
+    if frames is not None and block_cond is not None:
+      block_cond, block_cond_mask = block_cond[:, frames], block_cond_mask[:, frames]
     from realcam_jax.models.blocks import BlockInputs
     bb._check_cache(extra_kv, b)
     inputs = BlockInputs(e, ctx, cos, sin, AttentionMask() if mask is None else mask,
@@ -192,7 +227,10 @@ class RealCamDiT(nnx.Module):
     tokens, kvs = bb.run_blocks(tokens, inputs, extra_kv, return_kv)
     out = bb.head(tokens, temb, grid_h, grid_w)
     if self.prediction == "source_residual":
-      out = anchor_on_source(out, source, target, sigma, cfg.layout)
+      if streams == "both":
+        out = anchor_on_source(out, source, target, sigma, cfg.layout)
+      elif streams == "target":
+        out = residual_velocity(out, source, target, sigma)
     return (out, kvs) if return_kv else out
 
   def _camera_tokens(self, camera, b, f, p):

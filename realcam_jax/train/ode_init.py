@@ -14,6 +14,8 @@ Per batch, inside the jitted step:
                     as a stream sees its finished chunks (Self-Forcing's teacher-forcing
                     variant; the sequence carries a clean copy of every chunk, about
                     twice the tokens);
+     with `student.source_once` each chunk's sources do not attend to its targets, as
+     in a `source_once` stream (`causal.full_block_causal(source_once=True)`);
   3. loss = MSE between the student's x0 prediction and the trajectory's x0, target
      frames only.
 The model is fed the trajectory's own level (the nearest Euler level) for each latent.
@@ -230,7 +232,8 @@ def regression_loss(params, graphdef, config, conditions, latents, level_sigmas,
   v = causal.full_block_causal(model, source, x_t.astype(source.dtype), sigma, camera, text,
                                chunk_pairs=int(s.chunk_pairs), sink_chunks=int(s.sink_chunks),
                                window_chunks=int(s.window_chunks),
-                               history_target=x0_target if history == "clean" else None)
+                               history_target=x0_target if history == "clean" else None,
+                               source_once=causal.source_once(config))
   x0 = causal.target_x0(v, x_t, sigma, model.cfg)
   loss = jnp.mean(jnp.square(x0 - x0_target))
   return loss, {"loss": loss, "teacher_x0_std": jnp.std(x0_target)}

@@ -17,6 +17,10 @@ Two equivalent formulations (their gradients are tested equal):
          chunk's exit x0 from its exit input, reading the detached final cache as it was
          when that chunk was generated (`KVCache.visible(chunk)`).
 
+`student.source_once` (`RolloutSpec.source_once`) goes into the rollout's cache, so every
+chunk runs as a `source_once` stream does (sources once, then the targets alone); the
+gradient phase recomputes each chunk's source pass with gradient.
+
 Cache geometry: the same as streaming. The rollout's cache holds every chunk, but each
 chunk reads it through the rolling window (`RolloutSpec.window_chunks`, sinks
 `sink_chunks`) at the positions a stream uses (`KVCache.visible`, `query_position`,
@@ -51,6 +55,8 @@ class RolloutSpec:
   chunk_pairs: int = flax.struct.field(pytree_node=False)
   sink_chunks: int = flax.struct.field(pytree_node=False, default=0)
   window_chunks: int = flax.struct.field(pytree_node=False, default=0)   # 0 = unlimited
+  # student.source_once: chunks run their sources once, then the targets alone (as a stream).
+  source_once: bool = flax.struct.field(pytree_node=False, default=False)
 
   @classmethod
   def from_config(cls, config) -> "RolloutSpec":
@@ -58,7 +64,8 @@ class RolloutSpec:
     if int(s.sink_chunks) < 0 or int(s.window_chunks) < 0:
       raise ValueError(f"student.sink_chunks={s.sink_chunks} and student.window_chunks="
                        f"{s.window_chunks} must be >= 0")
-    return cls(int(s.chunk_pairs), int(s.sink_chunks), int(s.window_chunks))
+    return cls(int(s.chunk_pairs), int(s.sink_chunks), int(s.window_chunks),
+               causal.source_once(config))
 
 
 @flax.struct.dataclass
@@ -105,7 +112,7 @@ def _training_cache(model_cfg, spec: RolloutSpec, source) -> kvc.KVCache:
                         model_cfg.dim // model_cfg.num_heads,
                         chunk_tokens=2 * spec.chunk_pairs * causal.tokens_per_frame(model_cfg, (h, w)),
                         window_chunks=max(n - sink, 1), sink_chunks=sink,
-                        dtype=jnp.dtype(model_cfg.dtype))
+                        dtype=jnp.dtype(model_cfg.dtype), source_once=spec.source_once)
 
 
 def _chunked(source, camera, spec):

@@ -252,3 +252,17 @@ def test_eval_summary_states_claims_from_paired_intervals(tmp_path):
   # Nothing until the main record has the new format.
   assert benchdoc.eval_summary({"eval_demo_chunk1": chunk1}) == []
   assert benchdoc.eval_summary({"eval_demo": old}) == []
+
+
+def test_full_size_options_bench_dry_run(capsys):
+  """The chosen-options command of launch/gpu_bench.sh plans, with its cost model, here."""
+  from realcam_jax.cli import main
+  cmd = _gpu_command("gpu_stream_options")
+  assert cmd[:2] == ["realcam", "bench"] and "--offline-vae" in cmd
+  cmd = [c.replace("attention_impl=cudnn", "attention_impl=dot_product") for c in cmd]
+  assert main([*cmd[1:], "--dry-run"]) == 0
+  cap = capsys.readouterr()
+  plan = json.loads(cap.out.strip().splitlines()[-1])
+  assert plan["system"] == "student_window" and plan["size"] == [480, 832]
+  assert "prefix: skipped by --dry-run" in cap.err
+  assert "| as configured | 37,440 |" in cap.err and "| 2 steps |" in cap.err   # 3 steps here

@@ -66,6 +66,15 @@ def test_bench_writes_json_md_png(bench_run):
   assert results["command"] in md and "| student_window |" in md and "## Targets" in md
   assert "output drift along the stream" in md
   assert (out / "latency_vs_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # The cost model of the streamed student (rolling window), per option, in the report.
+  rows = {r["label"]: r for r in results["cost_model"]["rows"]}
+  # 16x16 px -> 2x2 latents -> 1 token per frame (patch 2): T = 2K = 6 tokens per chunk;
+  # a query sees its own chunk + window 2 + sink 1.
+  assert rows["as configured"]["keys_per_query"] == (1 + 2 + 1) * 6
+  assert rows["3 steps"]["dit"]["flops"] == pytest.approx(      # 4 passes instead of 5
+      0.8 * rows["as configured"]["dit"]["flops"], rel=1e-12)
+  assert "## Cost model: per generated frame, predicted on H100" in md
+  assert "| source_once |" in md
 
 
 def test_loop_drift_compares_each_chunk_with_its_first_occurrence():
@@ -123,6 +132,7 @@ def test_dry_run_plans_without_compiling(capsys):
   assert plan["system"] == "student" and plan["size"] == [16, 16]
   assert plan["shapes"]["steady"]["generated"][1] == plan["chunk_frames"][1]
   assert "teacher: skipped by --dry-run" in cap.err
+  assert "Cost model: per generated frame" in cap.err and "| 3 steps |" in cap.err
 
 
 def test_offline_guard_skips_with_an_extrapolated_estimate(bench_run, tmp_path):
@@ -148,10 +158,25 @@ def test_teacher_sampler_overrides_reach_the_offline_systems():
   for system in ("teacher", "prefix"):
     assert configs[system].sampler.cfg_scale == 7.5 and configs[system].sampler.steps == 3
   assert configs["prefix"].model.layout == "prefix"
+  # --config.model.* overrides (dtype, attention) reach them too: the same architecture.
+  _, bf16 = bench_cli.teacher_configs(args, student, ["--config.model.dtype=bfloat16",
+                                                      "--config.student.chunk_pairs=1"])
+  assert bf16["teacher"].model.dtype == bf16["prefix"].model.dtype == "bfloat16"
+  assert bf16["prefix"].model.layout == "prefix"
   # An explicit --teacher-config keeps its own sampler.
   args.teacher_config = "teacher:tiny"
   _, own = bench_cli.teacher_configs(args, student)
   assert own["teacher"].sampler.cfg_scale == get_config("teacher:tiny").sampler.cfg_scale != 7.5
+
+
+def test_offline_vae_in_chunks_times_the_streaming_vae(tmp_path):
+  out = tmp_path / "chunks"
+  assert main(["bench", *TINY, "--systems", "prefix", "--offline-lengths", "1",
+               "--max-seconds", "1e-9", "--offline-vae", "chunks", "--out", str(out)]) == 0
+  est = json.loads((out / "bench.json").read_text())["systems"]["prefix"]["lengths"][0][
+      "estimate"]
+  assert est["vae_mode"] == "chunks" and _finite_positive(est["vae_s"])
+  assert est["estimate_s"] == pytest.approx(est["steps"] * est["step_s"] + est["vae_s"])
 
 
 @pytest.mark.parametrize("extra,expect", [
