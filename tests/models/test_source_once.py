@@ -11,7 +11,7 @@ from realcam_jax.inference import student
 from realcam_jax.models import causal, layout
 from realcam_jax.models.blocks import kv_segments
 from realcam_jax.models.dit import WanDiT
-from realcam_jax.testing import random_dit
+from realcam_jax.testing import key_with_exit, random_dit
 from realcam_jax.train import ode_init, rollout
 from realcam_jax.train import state as st
 
@@ -290,14 +290,6 @@ def test_generate_video_equals_full_forward_at_the_first_level():
   np.testing.assert_allclose(x0, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
 
 
-def _key_with_exit(level, num_levels=4):
-  for seed in range(1000):
-    key = jax.random.key(seed)
-    if int(rollout.sample_exit_level(rollout.split_rollout_key(key)[0], num_levels)) == level:
-      return key
-  raise AssertionError(level)
-
-
 def test_rollout_is_a_source_once_stream():
   """Self-Forcing / DMD: `RolloutSpec.from_config` takes the option, and a rollout past
   the sink/window gap equals `generate_video` through the streaming ring."""
@@ -306,7 +298,7 @@ def test_rollout_is_a_source_once_stream():
   assert spec.source_once
   src, cam, text = _conditions(config, 6, seed=4)
   sigmas = student.student_sigmas(config)
-  key = _key_with_exit(3)
+  key = key_with_exit(3)
   one = jax.jit(lambda p: rollout.rollout_no_grad(graphdef, p, src, cam, text, key, sigmas,
                                                    spec))(params)
   assert one.cache.source_once
@@ -328,7 +320,7 @@ def test_two_phase_gradient_equals_naive():
   src, cam, text = _conditions(config, 12, seed=6)
   sigmas = student.student_sigmas(config)
   w = jnp.asarray(np.random.default_rng(1).standard_normal(src.shape), jnp.float32)
-  key = _key_with_exit(2)
+  key = key_with_exit(2)
   l2, g2 = jax.jit(jax.value_and_grad(lambda p: jnp.sum(rollout.rollout(
       graphdef, p, src, cam, text, key, sigmas, spec)[0] * w)))(params)
   l1, g1 = jax.jit(jax.value_and_grad(lambda p: jnp.sum(rollout.rollout_naive(

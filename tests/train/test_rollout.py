@@ -7,7 +7,7 @@ import pytest
 
 from realcam_jax.config import get_config
 from realcam_jax.inference import student
-from realcam_jax.testing import random_dit
+from realcam_jax.testing import key_with_exit, random_dit
 from realcam_jax.train import rollout
 
 
@@ -25,14 +25,6 @@ def _inputs(config, batch=2, pairs=6, seed=0):
   text = jnp.asarray(r.standard_normal((batch, config.model.text_len, config.model.text_dim)),
                      jnp.float32)
   return src, cam, text
-
-
-def _key_with_exit(level, num_levels=4):
-  for seed in range(1000):
-    key = jax.random.key(seed)
-    if int(rollout.sample_exit_level(rollout.split_rollout_key(key)[0], num_levels)) == level:
-      return key
-  raise AssertionError(level)
 
 
 def test_two_phase_gradient_equals_naive(tiny):
@@ -54,7 +46,7 @@ def test_two_phase_gradient_equals_naive(tiny):
   g_two = jax.jit(jax.value_and_grad(loss_two_phase, has_aux=True))
   g_naive = jax.jit(jax.value_and_grad(loss_naive, has_aux=True))
   for level in (0, 2, 3):
-    key = _key_with_exit(level)
+    key = key_with_exit(level)
     (l2, (x2, x_ng, e)), grad2 = g_two(params, key)
     (l1, x1), grad1 = g_naive(params, key)
     assert int(e) == level
@@ -85,7 +77,7 @@ def test_last_exit_level_is_inference(tiny):
   src, cam, text = _inputs(config, batch=1)
   sigmas = student.student_sigmas(config)
   spec = rollout.RolloutSpec.from_config(config)
-  key = _key_with_exit(3)
+  key = key_with_exit(3)
   one = jax.jit(lambda p: rollout.rollout_no_grad(graphdef, p, src, cam, text, key, sigmas,
                                                    spec))(params)
   from realcam_jax.models import causal
@@ -106,7 +98,7 @@ def test_windowed_rollout_is_a_stream_past_the_sink_window_gap(tiny):
   src, cam, text = _inputs(config, batch=1, pairs=6, seed=4)
   sigmas = student.student_sigmas(config)
   spec = rollout.RolloutSpec.from_config(config)
-  key = _key_with_exit(3)
+  key = key_with_exit(3)
   one = jax.jit(lambda p: rollout.rollout_no_grad(graphdef, p, src, cam, text, key, sigmas,
                                                    spec))(params)
   from realcam_jax.models import causal
