@@ -16,7 +16,10 @@ critic and student share one architecture). ABLATIONS (combine with commas):
                the Self-Forcing rollouts reach the streaming steady state and the gap
                between the sink and the window (see "Positions" below); with no window
                it does nothing
-  ode_clean    ODE init with clean history (`student.ode_history = "clean"`)
+  ode_clean    ODE init with clean history (`student.ode_history = "clean"`, the default
+               since the 2026-12-07 pilot; kept so earlier commands replay)
+  ode_independent  ODE init with CausVid's independent levels (`student.ode_history =
+               "independent"`, the default before that pilot)
   source_once  a chunk's source tokens do not attend to its targets, so a stream computes
                their keys/values once per chunk and every denoising step and the commit run
                the target tokens only (`student.source_once`, models/causal.py; ~1.7x fewer
@@ -74,6 +77,7 @@ ABLATIONS = {
                             setattr(c.student, "sink_chunks", 0)),
     "long_rollout": lambda c: _long_rollout(c),
     "ode_clean": lambda c: setattr(c.student, "ode_history", "clean"),
+    "ode_independent": lambda c: setattr(c.student, "ode_history", "independent"),
     "source_once": lambda c: setattr(c.student, "source_once", True),
 }
 
@@ -129,8 +133,10 @@ def get_config(arg=None):
       # What later chunks see in the ODE-init forward: "independent" (CausVid: the earlier
       # chunks' own noisy inputs, each at its random level) or "clean" (the earlier chunks
       # at sigma 0, the trajectory's x0, as a stream sees its commits; ~2x tokens).
-      # Default kept: the two are not yet compared on the identity / preset metrics.
-      ode_history="independent",
+      # Default "clean": it scored best on identity and presets in the 2026-12-07 pilot
+      # (docs/pilots.md, ODE init only, 8 scenes: presets +0.27 dB [+0.02, +0.49] over
+      # independent; all arms were still blurs, so recheck on models that re-render).
+      ode_history="clean",
       # Stored ODE pairs (stage ode_pairs, see the module docstring): N > 0 = the teacher
       # trajectories of the first N training examples, computed once into WORKDIR/ode_pairs
       # and read by ode_init; 0 = the teacher runs inside every ode_init step.

@@ -13,7 +13,7 @@ Per batch, inside the jitted step:
        clean        the earlier chunks committed clean (the trajectory's x0 at sigma 0),
                     as a stream sees its finished chunks (Self-Forcing's teacher-forcing
                     variant; the sequence carries a clean copy of every chunk, about
-                    twice the tokens);
+                    twice the tokens; the default, docs/pilots.md 2026-12-07);
      with `student.source_once` each chunk's sources do not attend to its targets, as
      in a `source_once` stream (`causal.full_block_causal(source_once=True)`);
   3. loss = MSE between the student's x0 prediction and the trajectory's x0, target
@@ -201,7 +201,8 @@ ODE_HISTORIES = ("independent", "clean")
 
 
 def ode_history(config) -> str:
-  """`student.ode_history` (see the module docstring), checked."""
+  """`student.ode_history` (see the module docstring), checked; configs written before the
+  field existed trained with "independent"."""
   h = config.student.get("ode_history", "independent")
   if h not in ODE_HISTORIES:
     raise ValueError(f"unknown student.ode_history {h!r}; expected one of {ODE_HISTORIES}")

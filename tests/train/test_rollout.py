@@ -124,3 +124,5 @@ def test_long_rollout_ablation_reaches_the_sink_window_gap():
   assert chunks >= s.sink_chunks + s.window_chunks + 2 > get_config("student:demo").data.latent_frames // 3
   assert get_config("student:demo,chunk1,long_rollout").data.latent_frames == 9   # already long
   assert get_config("student:demo,ode_clean").student.ode_history == "clean"
+  assert get_config("student:demo").student.ode_history == "clean"     # the default
+  assert get_config("student:demo,ode_independent").student.ode_history == "independent"
