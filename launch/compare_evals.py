@@ -27,9 +27,10 @@ def _load(path: str) -> dict:
     raise SystemExit(f"compare_evals: cannot read results {path!r}: {e}")
 
 
-def _scenes(run: dict, path: str, system: str, case: str, length: str) -> list[dict]:
+def _cell(run: dict, path: str, system: str, case: str, length: str) -> dict:
+  """The record's aggregate of one system / case / length (its means and its `scenes`)."""
   try:
-    return run["results"][system][case][length]["scenes"]
+    return run["results"][system][case][length]
   except KeyError:
     have = sorted(run.get("results", {}))
     raise SystemExit(f"compare_evals: {path!r} has no scores of system {system!r}, case "
@@ -43,9 +44,11 @@ def compare(runs: list[tuple[str, dict]], system: str, metrics: list[str],
   (base_path, base), rows = runs[0], []
   for case in base["results"][system]:
     for length in base["results"][system][case]:
-      ref = _scenes(base, base_path, system, case, length)
+      ref_cell = _cell(base, base_path, system, case, length)
+      ref = ref_cell["scenes"]
       for path, run in runs[1:]:
-        arm = _scenes(run, path, system, case, length)
+        arm_cell = _cell(run, path, system, case, length)
+        arm = arm_cell["scenes"]
         if [s["seed"] for s in arm] != [s["seed"] for s in ref]:
           raise SystemExit(f"compare_evals: {path!r} and {base_path!r} scored different scenes "
                            f"in case {case!r} / {length!r}; rerun both with the same "
@@ -53,10 +56,8 @@ def compare(runs: list[tuple[str, dict]], system: str, metrics: list[str],
         for m in metrics:
           a, b = [s[m] for s in arm], [s[m] for s in ref]
           diff, lo, hi = stats.paired_difference_ci(a, b, samples=samples)
-          rows.append(dict(arm=path, case=case, length=length, metric=m,
-                           base=stats.bootstrap_ci(b, samples=samples)[0],
-                           arm_mean=stats.bootstrap_ci(a, samples=samples)[0],
-                           diff=diff, lo=lo, hi=hi))
+          rows.append(dict(arm=path, case=case, length=length, metric=m, base=ref_cell[m],
+                           arm_mean=arm_cell[m], diff=diff, lo=lo, hi=hi))
   return rows
 
 
