@@ -52,6 +52,10 @@ def model_config(size: str) -> ml_collections.ConfigDict:
   c.source_skip = False        # zero-init pair-aligned skip from source to target tokens
   c.prediction = "velocity"    # velocity (Wan) | source_residual (x0 = source + out; the zero-init
                                # head makes the model start by copying its source; demo option)
+                               # | warped_source (x0 = the source warped to the target camera
+                               # through a plane + out; models/warp_anchor.py; demo option)
+  c.warp_depth = 8.0           # warped_source: plane distance from the source camera (scene
+                               # units; the demo rig's subject is 6-9.5 m away)
   # Per-block conditioning hook of the DiT: width of `block_cond` fed through each block's
   # zero-initialised cond_proj into the self-attention input (0 = none: Wan's exact tree).
   c.block_cond_dim = 0

@@ -15,6 +15,10 @@ SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
   source_residual  the head predicts a residual on the paired source latent (x0 = source +
                out; Wan's zero-init head makes the model start by copying its source;
                models/realcam.py), instead of Wan's velocity (issue 19 pilots)
+  warped_source  the head predicts a residual on the source latents warped to the target
+               camera through the plane z = model.warp_depth of the source camera
+               (models/warp_anchor.py): a fresh model re-renders camera rotations exactly;
+               the source skip carries the warped tokens (issue 19 pilots)
   x0_loss      objective.loss_weighting = x0: the velocity error times sigma (the x0
                error), instead of the plain velocity error
   vae4x        latents of the 4x-spatial demo VAE (configs/vae.py:demo4x): 16x16 latent
@@ -42,6 +46,7 @@ ABLATIONS = {
     "no_source_skip": lambda c: setattr(c.model, "source_skip", False),
     "source_residual": lambda c: setattr(c.model, "prediction", "source_residual"),
     "pair_camera": lambda c: setattr(c.model, "camera_reference", "pair"),
+    "warped_source": lambda c: setattr(c.model, "prediction", "warped_source"),
     "x0_loss": lambda c: setattr(c.objective, "loss_weighting", "x0"),
     "vae4x": lambda c: (c.data.update(latent_height=c.data.latent_height * 2,
                                       latent_width=c.data.latent_width * 2),

@@ -22,9 +22,10 @@ import sys
 
 from realcam_jax.cli import UserError
 
-HELP = "evaluate student / teacher / prefix / copy-source on held-out synthetic scenes"
+HELP = ("evaluate student / teacher / prefix / copy-source / warp-source on held-out synthetic "
+        "scenes")
 DEFAULT_CONFIG = "student:demo"
-DEFAULT_SYSTEMS = "student,teacher,prefix,copy_source"
+DEFAULT_SYSTEMS = "student,teacher,prefix,copy_source,warp_source"
 DEFAULT_LENGTHS = "shorter,short,long"
 DEFAULT_CASES = "identity,presets,clip,loop"
 REFERENCES = ("vae_roundtrip", "blur_2px", "blur_4px", "blur_8px", "row_mean")

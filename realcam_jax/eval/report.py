@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 from realcam_jax.atomic import atomic_dir
+from realcam_jax.eval.summary import BASELINE_SYSTEMS
 
 # (key, column title, format) of the markdown tables, in order.
 COLUMNS = (
@@ -170,7 +171,7 @@ def markdown(results: dict) -> str:
   for name, s in results["systems"].items():
     info = ", ".join(f"{k}={v}" for k, v in s["info"].items()) or "—"
     ckpt = f"`{s['checkpoint']}`" if s["checkpoint"] else (
-        "—" if name == "copy_source" else "random weights")
+        "—" if name in BASELINE_SYSTEMS else "random weights")
     lines.append(f"| {name} | {ckpt} | {info} | {s['seconds']:.1f} |")
   for name, s in results.get("references", {}).items():
     lines.append(f"| {name} | — | reference from the truth | {s['seconds']:.1f} |")

@@ -20,6 +20,8 @@ METRICS = ("psnr", "ssim", "psnr_static", "ssim_static", "psnr_object", "ssim_ob
            "sharpness", "sharpness_object", "flicker_ratio", "flicker", "flicker_gt",
            *loops.LOOP_METRICS, "rot_err_deg", "trans_err_deg")
 # The metrics "beats" is judged on (all: higher is better).
+# Rows with no model that every system is also judged against (eval/systems.py).
+BASELINE_SYSTEMS = ("copy_source", "warp_source")
 BEAT_METRICS = ("psnr", "psnr_object", "ssim_object", "revisit_psnr_static")
 PRESETS_MEAN = "presets"
 
@@ -98,14 +100,13 @@ def add_beats(results: dict, systems, references, **bootstrap) -> None:
 
   Args:
     results: {row: {case: {length: aggregate}}}.
-    systems: rows judged (copy_source among them is judged too, and is itself a row the
-      others are compared with).
+    systems: rows judged (copy_source and warp_source among them are judged too, and are
+      themselves rows the others are compared with).
     references: rows built from the truth.
   """
   for name in systems:
     others = [r for r in references if r != name]
-    if "copy_source" in results and name != "copy_source":
-      others.append("copy_source")
+    others += [b for b in BASELINE_SYSTEMS if b in results and b != name]
     for case, per in results[name].items():
       for length, agg in per.items():
         won = {}

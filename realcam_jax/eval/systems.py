@@ -6,6 +6,9 @@
                whole sequence, config `config.teacher` (or `config` for a teacher config);
   prefix       the same model class with the ReCamMaster prefix layout (the baseline);
   copy_source  the source video itself (no model).
+  warp_source  the source warped to the target camera through the plane z = warp_depth of
+               the source camera (`camera/warp.py`; geometry, no model): exact for camera
+               rotations, the plane's approximation for translations.
 
 Every generator has the signature
 `generate(source u8[T, H, W, 3], poses f32[F, 4, 4], K f32[3, 3], seed,
@@ -28,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-SYSTEMS = ("student", "teacher", "prefix", "copy_source")
+SYSTEMS = ("student", "teacher", "prefix", "copy_source", "warp_source")
 MODEL_SYSTEMS = ("student", "teacher", "prefix")
 
 Generate = Callable[..., np.ndarray]
@@ -41,6 +44,17 @@ def _model_poses(model_config, poses, source_poses):
   if source_poses is not None:
     source_poses = jnp.asarray(source_poses, jnp.float32)[None]
   return model_poses(model_config, poses, source_poses)
+
+
+def _pair_poses(poses, source_poses):
+  """f32[1, F, 4, 4]: each target pose relative to the source camera at the same latent
+  frame (the poses themselves where the source camera is unknown)."""
+  from realcam_jax.camera.pose import relative_poses
+  poses = np.asarray(poses, np.float32)[None]
+  if source_poses is None:
+    return poses
+  return np.asarray(relative_poses(poses, "pair", np.asarray(source_poses, np.float32)[None]),
+                    np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +95,16 @@ def copy_source() -> System:
   """The trivial baseline: the generated view is the source video."""
   return System("copy_source",
                 lambda source, poses, k, seed, source_poses=None: np.asarray(source, np.uint8))
+
+
+def warp_source(depth: float, temporal_factor: int) -> System:
+  """The geometry baseline: the source seen through the plane `z = depth` (no model)."""
+  from realcam_jax.camera.warp import warp_source_video
+
+  def generate(source, poses, k, seed, source_poses=None):
+    return warp_source_video(source, poses, source_poses, k, depth, temporal_factor)
+
+  return System("warp_source", generate, None, dict(depth=float(depth)))
 
 
 def vae_roundtrip(vae):
@@ -130,7 +154,7 @@ def student_system(config, graphdef, params, vae, checkpoint: str | None = None)
 
 
 def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_u8, poses, k,
-                     key):
+                     key, pair_poses=None):
   """Pure teacher pipeline: VAE encode -> Euler/CFG sampling of the targets -> VAE decode.
 
   Args:
@@ -138,6 +162,8 @@ def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_
     poses: f32[B, F, 4, 4] target poses per latent frame (F = 1 + (T - 1) / 4).
     k: f32[B, 3, 3] pixel intrinsics.
     key: noise key.
+    pair_poses: f32[B, F, 4, 4] each target pose relative to the source camera at the same
+      latent frame (the warp of a "warped_source" model; None for other models).
 
   Returns:
     uint8[B, T, H, W, 3].
@@ -148,9 +174,13 @@ def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_
   src = vae.encode(_to_unit(source_u8)).astype(jnp.float32)
   cam = camera_features(tconfig.model, poses, k, src.shape[2:4], vae.spatial_factor)
   model = nnx.merge(graphdef, params)
+  anchor = None
+  if tconfig.model.get("prediction") == "warped_source":
+    from realcam_jax.models.warp_anchor import warped_source
+    anchor = warped_source(tconfig.model, src, pair_poses, k, vae.spatial_factor)
   s = tconfig.sampler
   x0 = teacher_sampler.sample(model, src, cam, None, key, steps=int(s.steps),
-                              shift=float(s.shift), cfg_scale=float(s.cfg_scale))
+                              shift=float(s.shift), cfg_scale=float(s.cfg_scale), anchor=anchor)
   return _to_uint8(vae.decode(x0.astype(jnp.float32)))
 
 
@@ -159,16 +189,17 @@ def teacher_system(name: str, tconfig, graphdef, params, vae,
   """The teacher (or, with a prefix-layout config, the prefix baseline)."""
   vae_graphdef, vae_state = nnx.split(vae)
 
-  def run(params, vae_state, source, poses, k, seed):
+  def run(params, vae_state, source, poses, k, seed, pair_poses):
     return teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source, poses,
-                            k, jax.random.key(seed))
+                            k, jax.random.key(seed), pair_poses)
 
   fn = jax.jit(run)
 
   def generate(source, poses, k, seed, source_poses=None):
     out = fn(params, vae_state, jnp.asarray(source)[None],
              _model_poses(tconfig.model, poses, source_poses),
-             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed))
+             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed),
+             _pair_poses(poses, source_poses))
     return np.asarray(out[0])
 
   s = tconfig.sampler
@@ -200,6 +231,11 @@ def load_systems(config, names, checkpoints: dict, vae, *, seed: int = 0, out=No
     path = checkpoints.get(name)
     if name == "copy_source":
       systems[name] = copy_source()
+    elif name == "warp_source":
+      depth = teacher_config(config).model.get("warp_depth", None)
+      if depth is None:
+        from realcam_jax.models.warp_anchor import DEFAULT_WARP_DEPTH as depth
+      systems[name] = warp_source(float(depth), vae.temporal_factor)
     elif name == "student":
       if "student" not in config:
         raise load.LoadError("system 'student' needs a student config "

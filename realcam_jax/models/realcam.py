@@ -16,8 +16,11 @@ A Wan2.1 backbone (`WanDiT`) that sees source and target latent frames as pairs:
     paired source latent, x0_hat = source + out, returned as the velocity
     `(x_t - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)`; Wan's output projection is
     zero-initialised, so at initialisation the model copies its source and training
-    learns the change of view from there; see `anchor_on_source`). No extra parameter:
-    the tree stays Wan's.
+    learns the change of view from there; see `anchor_on_source`), or "warped_source"
+    (the same residual on an `anchor` the caller passes: the source latents warped to the
+    target camera through a plane, `models/warp_anchor.py`; at initialisation the model
+    re-renders a camera rotation exactly, and the source skip carries the anchor's tokens
+    instead of the source's). No extra parameter: the tree stays Wan's.
 
 At initialisation every RealCam addition is exactly zero, so the network computes
 the plain Wan2.1 function: pretrained weights load into `backbone` unchanged.
@@ -39,7 +42,7 @@ from realcam_jax.models.dit import WanDiT
 CAMERA_ENCODINGS = ("pose12", "plucker", "none")
 # Which tokens a call runs through the blocks (`RealCamDiT.__call__(streams=...)`).
 STREAMS = ("both", "source", "target")
-PREDICTIONS = ("velocity", "source_residual")
+PREDICTIONS = ("velocity", "source_residual", "warped_source")
 # Below this noise level a source-residual velocity divides by the floor instead of sigma
 # (the x0 error would otherwise be weighted by 1/sigma^2 in the flow-matching loss).
 RESIDUAL_SIGMA_FLOOR = 0.05
@@ -61,7 +64,8 @@ def backbone_config(cfg) -> ml_collections.ConfigDict:
 
 
 def anchor_on_source(out, source, target, sigma, layout_name: str):
-  """The "source_residual" prediction: head output -> velocity of the combined sequence.
+  """The "source_residual" / "warped_source" prediction: head output -> velocity of the
+  combined sequence (`source` is the anchor: the source latents or their warp).
 
   Args:
     out: head output [B, 2F, h, w, C] (combined layout).
@@ -115,7 +119,8 @@ class RealCamDiT(nnx.Module):
                pair_pos: jax.Array | np.ndarray | None = None,
                mask: AttentionMask | None = None, extra_kv: KV | None = None,
                extra_shift: jax.Array | None = None, return_kv: bool = False,
-               uncond_text: jax.Array | None = None, streams: str = "both"):
+               uncond_text: jax.Array | None = None, streams: str = "both",
+               anchor: jax.Array | None = None):
     """Predicts the velocity for every frame of the combined pair sequence.
 
     Args:
@@ -146,6 +151,9 @@ class RealCamDiT(nnx.Module):
         wanted, come in through extra_kv). 'target' still embeds the sources (source
         skip, source-residual anchoring); 'source' needs no target, sigma or camera.
         Used by the student's `source_once` chunks (`causal.source_pass`).
+      anchor: [B, F, h, w, C] the latents "warped_source" predicts a residual on
+        (`warp_anchor.warped_source`); required with that prediction (except streams
+        'source'), ignored otherwise.
 
     Returns:
       velocity [B, 2F, h, w, C] for the combined sequence (use `layout.split` to get
@@ -165,6 +173,12 @@ class RealCamDiT(nnx.Module):
                        f"{None if target is None else target.shape} must have the same shape "
                        "[B, F, h, w, C]")
     b, f = source.shape[:2]
+    if self.prediction != "warped_source" or streams == "source":
+      anchor = None
+    elif anchor is None or anchor.shape != source.shape:
+      raise ValueError("model.prediction='warped_source' needs anchor= latents shaped like the "
+                       f"source {source.shape} (models/warp_anchor.py), got "
+                       f"{None if anchor is None else anchor.shape}")
     if tuple(jnp.shape(sigma)) != (b, f):
       raise ValueError(f"sigma must be [B={b}, F={f}] (one noise level per target frame), "
                        f"got {jnp.shape(sigma)}")
@@ -176,7 +190,11 @@ class RealCamDiT(nnx.Module):
     tokens = (tokens + stream[None, :, None].astype(tokens.dtype))
     if self.source_skip is not None:
       src_tok, tgt_tok = layout.split(tokens, cfg.layout)
-      tokens = layout.combine(src_tok, tgt_tok + self.source_skip(src_tok), cfg.layout)
+      skip = src_tok
+      if anchor is not None:   # the anchor's tokens as a source token would be (stream 0)
+        skip = (bb.embed_tokens(anchor.astype(source.dtype))
+                + self.stream_embed[...][0][None, None, None].astype(tokens.dtype))
+      tokens = layout.combine(src_tok, tgt_tok + self.source_skip(skip), cfg.layout)
 
     t = layout.combine(jnp.zeros((b, f), jnp.float32), jnp.asarray(sigma, jnp.float32) * 1000.0,
                        cfg.layout)
@@ -226,11 +244,12 @@ class RealCamDiT(nnx.Module):
                          block_cond, block_cond_mask, extra_cos, extra_sin)
     tokens, kvs = bb.run_blocks(tokens, inputs, extra_kv, return_kv)
     out = bb.head(tokens, temb, grid_h, grid_w)
-    if self.prediction == "source_residual":
+    if self.prediction in ("source_residual", "warped_source"):
+      base = source if anchor is None else anchor
       if streams == "both":
-        out = anchor_on_source(out, source, target, sigma, cfg.layout)
+        out = anchor_on_source(out, base, target, sigma, cfg.layout)
       elif streams == "target":
-        out = residual_velocity(out, source, target, sigma)
+        out = residual_velocity(out, base, target, sigma)
     return (out, kvs) if return_kv else out
 
   def _camera_tokens(self, camera, b, f, p):

@@ -32,7 +32,7 @@ def test_eval_all_systems_writes_results_and_plots(tmp_path, capsys):
   assert res["lengths"] == {"short": {"latent_frames": 6, "frames": 21, "factor": 1.0},
                             "long": {"latent_frames": 12, "frames": 45, "factor": 2.14}}
   assert list(res["cases"]) == ["identity", "pan_right", "clip", "loop"]
-  assert list(res["systems"]) == ["student", "teacher", "prefix", "copy_source"]
+  assert list(res["systems"]) == ["student", "teacher", "prefix", "copy_source", "warp_source"]
   assert list(res["references"]) == ["vae_roundtrip", "blur_2px", "blur_4px", "blur_8px",
                                      "row_mean"]
   assert res["systems"]["prefix"]["info"]["layout"] == "prefix"
@@ -49,8 +49,10 @@ def test_eval_all_systems_writes_results_and_plots(tmp_path, capsys):
         assert len(r["per_frame_psnr"]) == res["lengths"][length]["frames"]
         assert ("beats" in r) == (row in res["systems"])
     assert per["loop"]["long"]["revisit_psnr_static"] < 100
-  # identity: copy-source is exact.
+  # identity: copy-source and warp-source are exact.
   assert res["results"]["copy_source"]["identity"]["short"]["psnr"] == 100.0
+  assert res["results"]["warp_source"]["identity"]["short"]["psnr"] == 100.0
+  assert res["systems"]["warp_source"]["info"] == {"depth": 8.0}
   md = (out / "results.md").read_text()
   assert "### loop, long (2.14x): 45 frames (12 latent)" in md
   for row in [*res["systems"], *res["references"]]:

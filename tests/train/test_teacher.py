@@ -161,3 +161,40 @@ def test_unknown_loss_weighting_is_refused(tiny):
   config = get_config("teacher:tiny", ["--config.objective.loss_weighting=snr"])
   with pytest.raises(ValueError, match="objective.loss_weighting"):
     teacher.loss_fn(params, graphdef, config, _batch(config), jax.random.key(0))
+
+
+def _with_source_poses(batch):
+  """The batch with a panning source camera (the random tiny source has no poses)."""
+  from realcam_jax.camera.pose import make_pose, rotation_y
+  b, f = batch["target_poses"].shape[:2]
+  src = np.stack([[make_pose(rotation_y(np.deg2rad(2.0 * j + i)), np.zeros(3))
+                   for j in range(f)] for i in range(b)]).astype(np.float32)
+  return dict(batch, source_poses=jnp.asarray(src))
+
+
+def test_warped_source_teacher_starts_at_its_anchor_and_learns():
+  from realcam_jax.models.warp_anchor import batch_warped_source
+  config = get_config("teacher:tiny,warped_source")
+  config.optim.lr = 3e-3
+  batch = _with_source_poses(_batch(config))
+  graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
+  # model_forward passes the batch's anchor: a fresh model's implied x0 is the anchor.
+  x0 = batch["target_latents"]
+  sigma = jnp.full(x0.shape[:2], 0.5)
+  x_t = x0 + 0.3
+  v = layout.split(teacher.model_forward(st.merge(graphdef, params), config, batch, x_t, sigma),
+                   config.model.layout)[1]
+  anchor = batch_warped_source(config.model, batch, config.model.vae_spatial_factor)
+  assert float(jnp.abs(anchor - batch["source_latents"]).max()) > 1e-2   # the warp moved it
+  np.testing.assert_allclose(np.asarray(x_t - 0.5 * v), np.asarray(anchor), atol=1e-5)
+  optimizer = common.make_optimizer(config.optim)
+  state = st.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  step = jax.jit(teacher.make_train_step(graphdef, config, optimizer))
+  key = jax.random.key(0)
+  evaluate = jax.jit(lambda p: teacher.loss_fn(p, graphdef, config, batch, key)[0])
+  before = float(evaluate(state.params))
+  for _ in range(30):
+    state, _ = step(state, batch)
+  assert float(evaluate(state.params)) < 0.9 * before
+  with pytest.raises(ValueError, match="source_poses"):
+    teacher.loss_fn(params, graphdef, config, _batch(config), key)
