@@ -83,18 +83,22 @@ def test_few_steps_reduce_loss(tiny):
   config, graphdef, params = tiny
   config = get_config("teacher:tiny")
   config.optim.lr = 3e-3
-  batch = _batch(config)
+  before, after = _loss_before_after(config, graphdef, params, _batch(config))
+  assert after < 0.9 * before, (before, after)
+
+
+def _loss_before_after(config, graphdef, params, batch, steps=30):
+  """The loss on `batch` before and after `steps` training steps on it (finite each step)."""
   optimizer = common.make_optimizer(config.optim)
   state = st.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
   step = jax.jit(teacher.make_train_step(graphdef, config, optimizer))
   key = jax.random.key(0)
   evaluate = jax.jit(lambda p: teacher.loss_fn(p, graphdef, config, batch, key)[0])
   before = float(evaluate(state.params))
-  for _ in range(30):
+  for _ in range(steps):
     state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"]))
-  after = float(evaluate(state.params))
-  assert after < 0.9 * before, (before, after)
+  return before, float(evaluate(state.params))
 
 
 def _params_of(workdir, config, steps):
@@ -187,14 +191,7 @@ def test_warped_source_teacher_starts_at_its_anchor_and_learns():
   anchor = batch_warped_source(config.model, batch, config.model.vae_spatial_factor)
   assert float(jnp.abs(anchor - batch["source_latents"]).max()) > 1e-2   # the warp moved it
   np.testing.assert_allclose(np.asarray(x_t - 0.5 * v), np.asarray(anchor), atol=1e-5)
-  optimizer = common.make_optimizer(config.optim)
-  state = st.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-  step = jax.jit(teacher.make_train_step(graphdef, config, optimizer))
-  key = jax.random.key(0)
-  evaluate = jax.jit(lambda p: teacher.loss_fn(p, graphdef, config, batch, key)[0])
-  before = float(evaluate(state.params))
-  for _ in range(30):
-    state, _ = step(state, batch)
-  assert float(evaluate(state.params)) < 0.9 * before
+  before, after = _loss_before_after(config, graphdef, params, batch)
+  assert after < 0.9 * before, (before, after)
   with pytest.raises(ValueError, match="source_poses"):
-    teacher.loss_fn(params, graphdef, config, _batch(config), key)
+    teacher.loss_fn(params, graphdef, config, _batch(config), jax.random.key(0))
