@@ -46,17 +46,6 @@ def _model_poses(model_config, poses, source_poses):
   return model_poses(model_config, poses, source_poses)
 
 
-def _pair_poses(poses, source_poses):
-  """f32[1, F, 4, 4]: each target pose relative to the source camera at the same latent
-  frame (the poses themselves where the source camera is unknown)."""
-  from realcam_jax.camera.pose import relative_poses
-  poses = np.asarray(poses, np.float32)[None]
-  if source_poses is None:
-    return poses
-  return np.asarray(relative_poses(poses, "pair", np.asarray(source_poses, np.float32)[None]),
-                    np.float32)
-
-
 @dataclasses.dataclass(frozen=True)
 class System:
   """One system under evaluation.
@@ -154,7 +143,7 @@ def student_system(config, graphdef, params, vae, checkpoint: str | None = None)
 
 
 def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_u8, poses, k,
-                     key, pair_poses=None):
+                     key, warp_poses=None):
   """Pure teacher pipeline: VAE encode -> Euler/CFG sampling of the targets -> VAE decode.
 
   Args:
@@ -162,8 +151,9 @@ def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_
     poses: f32[B, F, 4, 4] target poses per latent frame (F = 1 + (T - 1) / 4).
     k: f32[B, 3, 3] pixel intrinsics.
     key: noise key.
-    pair_poses: f32[B, F, 4, 4] each target pose relative to the source camera at the same
-      latent frame (the warp of a "warped_source" model; None for other models).
+    warp_poses: (target f32[B, F, 4, 4], source f32[B, F, 4, 4] or None) poses relative to
+      the source's first frame, for the anchor of a "warped_source" model
+      (`warp_anchor.warped_source`); None for other models.
 
   Returns:
     uint8[B, T, H, W, 3].
@@ -177,7 +167,8 @@ def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_
   anchor = None
   if tconfig.model.get("prediction") == "warped_source":
     from realcam_jax.models.warp_anchor import warped_source
-    anchor = warped_source(tconfig.model, src, pair_poses, k, vae.spatial_factor)
+    anchor = warped_source(tconfig.model, src, warp_poses[0], k, vae.spatial_factor,
+                           warp_poses[1])
   s = tconfig.sampler
   x0 = teacher_sampler.sample(model, src, cam, None, key, steps=int(s.steps),
                               shift=float(s.shift), cfg_scale=float(s.cfg_scale), anchor=anchor)
@@ -189,9 +180,9 @@ def teacher_system(name: str, tconfig, graphdef, params, vae,
   """The teacher (or, with a prefix-layout config, the prefix baseline)."""
   vae_graphdef, vae_state = nnx.split(vae)
 
-  def run(params, vae_state, source, poses, k, seed, pair_poses):
+  def run(params, vae_state, source, poses, k, seed, warp_poses):
     return teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source, poses,
-                            k, jax.random.key(seed), pair_poses)
+                            k, jax.random.key(seed), warp_poses)
 
   fn = jax.jit(run)
 
@@ -199,7 +190,8 @@ def teacher_system(name: str, tconfig, graphdef, params, vae,
     out = fn(params, vae_state, jnp.asarray(source)[None],
              _model_poses(tconfig.model, poses, source_poses),
              jnp.asarray(k, jnp.float32)[None], jnp.int32(seed),
-             _pair_poses(poses, source_poses))
+             (jnp.asarray(poses, jnp.float32)[None],
+              None if source_poses is None else jnp.asarray(source_poses, jnp.float32)[None]))
     return np.asarray(out[0])
 
   s = tconfig.sampler
