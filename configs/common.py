@@ -54,6 +54,8 @@ def model_config(size: str) -> ml_collections.ConfigDict:
                                # head makes the model start by copying its source; demo option)
                                # | warped_source (x0 = the source warped to the target camera
                                # through a plane + out; models/warp_anchor.py; demo option)
+  c.anchor_std = 0.0           # > 0: the residual predictions are preconditioned around their
+                               # anchor with this anchor-error std (models/realcam.py precondition)
   c.warp_depth = 8.0           # warped_source: plane distance from the source camera (scene
                                # units; the demo rig's subject is 6-9.5 m away)
   # Per-block conditioning hook of the DiT: width of `block_cond` fed through each block's

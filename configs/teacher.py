@@ -19,6 +19,9 @@ SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
                camera through the plane z = model.warp_depth of the source camera
                (models/warp_anchor.py): a fresh model re-renders camera rotations exactly;
                the source skip carries the warped tokens (issue 19 pilots)
+  anchor_precond  model.anchor_std = 0.7: the residual preconditioned around its anchor
+               (x0_hat = a + c_skip (x_t - (1 - sigma) a) + c_out out; 0.7 ~ the rms error
+               of the 8 m latent warp on the 4x demo latents, 0.54 mean square)
   x0_loss      objective.loss_weighting = x0: the velocity error times sigma (the x0
                error), instead of the plain velocity error
   vae4x        latents of the 4x-spatial demo VAE (configs/vae.py:demo4x): 16x16 latent
@@ -47,6 +50,7 @@ ABLATIONS = {
     "source_residual": lambda c: setattr(c.model, "prediction", "source_residual"),
     "pair_camera": lambda c: setattr(c.model, "camera_reference", "pair"),
     "warped_source": lambda c: setattr(c.model, "prediction", "warped_source"),
+    "anchor_precond": lambda c: setattr(c.model, "anchor_std", 0.7),
     "x0_loss": lambda c: setattr(c.objective, "loss_weighting", "x0"),
     "vae4x": lambda c: (c.data.update(latent_height=c.data.latent_height * 2,
                                       latent_width=c.data.latent_width * 2),

@@ -21,6 +21,12 @@ A Wan2.1 backbone (`WanDiT`) that sees source and target latent frames as pairs:
     target camera through a plane, `models/warp_anchor.py`; at initialisation the model
     re-renders a camera rotation exactly, and the source skip carries the anchor's tokens
     instead of the source's). No extra parameter: the tree stays Wan's.
+    With `config.anchor_std` > 0 either residual is preconditioned around its anchor
+    (`preconditioned_velocity`): x0_hat = a + c_skip (x_t - (1 - sigma) a) + c_out out, the
+    linear least-squares estimate of x0 from x_t and an anchor a whose error has standard
+    deviation `anchor_std`, plus the head's unit-scale correction. At low noise the noisy
+    target passes through analytically (c_skip -> 1), so the head never has to learn to
+    copy x_t - a; at sigma = 1 it is the plain residual scaled by anchor_std.
 
 At initialisation every RealCam addition is exactly zero, so the network computes
 the plain Wan2.1 function: pretrained weights load into `backbone` unchanged.
@@ -63,7 +69,7 @@ def backbone_config(cfg) -> ml_collections.ConfigDict:
   return c
 
 
-def anchor_on_source(out, source, target, sigma, layout_name: str):
+def anchor_on_source(out, source, target, sigma, layout_name: str, anchor_std: float = 0.0):
   """The "source_residual" / "warped_source" prediction: head output -> velocity of the
   combined sequence (`source` is the anchor: the source latents or their warp).
 
@@ -78,15 +84,44 @@ def anchor_on_source(out, source, target, sigma, layout_name: str):
     `(target - x0_hat) / max(sigma, RESIDUAL_SIGMA_FLOOR)` of `x0_hat = source + out`.
   """
   out_src, out_tgt = layout.split(out, layout_name)
-  return layout.combine(out_src, residual_velocity(out_tgt, source, target, sigma), layout_name)
+  return layout.combine(out_src, residual_velocity(out_tgt, source, target, sigma, anchor_std),
+                        layout_name)
 
 
-def residual_velocity(out_tgt, source, target, sigma):
+def residual_velocity(out_tgt, source, target, sigma, anchor_std: float = 0.0):
   """The target half of `anchor_on_source`: head output of the target frames
-  [B, F, h, w, C] -> their velocity `(target - (source + out)) / max(sigma, floor)`."""
+  [B, F, h, w, C] -> their velocity `(target - (source + out)) / max(sigma, floor)`, or
+  with `anchor_std` > 0 `preconditioned_velocity`."""
+  if anchor_std > 0:
+    return preconditioned_velocity(out_tgt, source, target, sigma, anchor_std)
   x0 = source.astype(jnp.float32) + out_tgt.astype(jnp.float32)
   denom = jnp.maximum(jnp.asarray(sigma, jnp.float32), RESIDUAL_SIGMA_FLOOR)[..., None, None, None]
   v = (target.astype(jnp.float32) - x0) / denom
+  return v.astype(out_tgt.dtype)
+
+
+def precondition(sigma, anchor_std: float):
+  """Coefficients of the anchor-centred estimate x0_hat = a + c_skip y + c_out out, with
+  y = x_t - (1 - sigma) a = (1 - sigma)(x0 - a) + sigma noise: for an anchor error of
+  variance s^2, c_skip = (1 - sigma) s^2 / d is the least-squares gain on y and
+  c_out = s sigma / sqrt(d) the standard deviation left, d = (1 - sigma)^2 s^2 + sigma^2.
+  Returns (c_skip, c_out) shaped like sigma."""
+  sigma = jnp.asarray(sigma, jnp.float32)
+  s2 = float(anchor_std) ** 2
+  d = jnp.square(1.0 - sigma) * s2 + jnp.square(sigma)
+  return (1.0 - sigma) * s2 / d, anchor_std * sigma / jnp.sqrt(d)
+
+
+def preconditioned_velocity(out_tgt, anchor, target, sigma, anchor_std: float):
+  """Velocity `(x_t - x0_hat) / sigma` of the anchor-centred estimate (`precondition`),
+  in closed form without the division: v = (sigma - (1 - sigma) s^2) / d * y - a
+  - s / sqrt(d) * out, exact at every sigma in [0, 1] (no floor needed)."""
+  sig = jnp.asarray(sigma, jnp.float32)[..., None, None, None]
+  a = anchor.astype(jnp.float32)
+  y = target.astype(jnp.float32) - (1.0 - sig) * a
+  s2 = float(anchor_std) ** 2
+  d = jnp.square(1.0 - sig) * s2 + jnp.square(sig)
+  v = (sig - (1.0 - sig) * s2) / d * y - a - anchor_std / jnp.sqrt(d) * out_tgt.astype(jnp.float32)
   return v.astype(out_tgt.dtype)
 
 
@@ -105,6 +140,9 @@ class RealCamDiT(nnx.Module):
                                       param_dtype=param_dtype, rngs=rngs)
                         if cfg.source_skip else None)
     self.prediction = cfg.get("prediction", "velocity")
+    self.anchor_std = float(cfg.get("anchor_std", 0.0))
+    if self.anchor_std < 0:
+      raise ValueError(f"model.anchor_std must be >= 0 (0: plain residual), got {self.anchor_std}")
     if self.prediction not in PREDICTIONS:
       raise ValueError(f"unknown model.prediction {self.prediction!r}; expected one of "
                        f"{PREDICTIONS}")
@@ -247,9 +285,9 @@ class RealCamDiT(nnx.Module):
     if self.prediction in ("source_residual", "warped_source"):
       base = source if anchor is None else anchor
       if streams == "both":
-        out = anchor_on_source(out, base, target, sigma, cfg.layout)
+        out = anchor_on_source(out, base, target, sigma, cfg.layout, self.anchor_std)
       elif streams == "target":
-        out = residual_velocity(out, base, target, sigma)
+        out = residual_velocity(out, base, target, sigma, self.anchor_std)
     return (out, kvs) if return_kv else out
 
   def _camera_tokens(self, camera, b, f, p):

@@ -8,7 +8,8 @@ from flax import nnx
 
 from realcam_jax.config import get_config
 from realcam_jax.models import layout
-from realcam_jax.models.realcam import RESIDUAL_SIGMA_FLOOR, RealCamDiT, anchor_on_source
+from realcam_jax.models.realcam import (RESIDUAL_SIGMA_FLOOR, RealCamDiT, anchor_on_source,
+                                        precondition, preconditioned_velocity)
 from realcam_jax.testing import perturb
 
 
@@ -93,3 +94,57 @@ def test_unconditional_rows_see_the_empty_prompt_encoding():
   zeros = model(src[1:], tgt[1:], sigma[1:], None, jnp.zeros_like(empty))
   np.testing.assert_allclose(model(src, tgt, sigma, cam, text, cond_mask=mask)[1:], zeros,
                              rtol=1e-4, atol=1e-4)
+
+
+def test_the_preconditioning_gain_is_the_least_squares_one():
+  # x0 = a + e with e ~ N(0, s^2); x_t = (1 - sigma) x0 + sigma n. Fit the scalar gain c
+  # of x0 - a on y = x_t - (1 - sigma) a by least squares from samples: it is c_skip,
+  # and the rms error left is c_out.
+  s = 0.7
+  k = jax.random.split(jax.random.key(0), 3)
+  a = jax.random.normal(k[0], (200_000,))
+  e = s * jax.random.normal(k[1], a.shape)
+  n = jax.random.normal(k[2], a.shape)
+  for sigma in (0.05, 0.3, 0.6, 0.95):
+    y = np.asarray((1 - sigma) * e + sigma * n)
+    fit = float(np.dot(y, np.asarray(e)) / np.dot(y, y))
+    c_skip, c_out = map(float, precondition(sigma, s))
+    assert abs(fit - c_skip) < 0.01, (sigma, fit, c_skip)
+    assert abs(float(np.std(np.asarray(e) - fit * y)) - c_out) < 0.01
+  np.testing.assert_allclose(precondition(0.0, s), (1.0, 0.0))   # no noise: x0 = x_t
+  np.testing.assert_allclose(precondition(1.0, s), (0.0, s))     # all noise: x0 = a + s out
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.01, 0.3, 1.0])
+def test_preconditioned_velocity_implies_its_x0(sigma):
+  k = jax.random.split(jax.random.key(2), 3)
+  a, x_t, out = (jax.random.normal(kk, (1, 2, 3, 3, 4)) for kk in k)
+  sig = jnp.full((1, 2), sigma)
+  v = np.asarray(preconditioned_velocity(out, a, x_t, sig, 0.7))
+  c_skip, c_out = map(float, precondition(sigma, 0.7))
+  a, x_t, out = map(np.asarray, (a, x_t, out))
+  x0_hat = a + c_skip * (x_t - (1 - sigma) * a) + c_out * out
+  # the sampler's read-back x_t - sigma v ...
+  np.testing.assert_allclose(x_t - sigma * v, x0_hat, atol=1e-5)
+  # ... and the velocity itself where it is defined by division (no floor, unlike the plain
+  # residual); at sigma = 0 the limit of (x_t - x0_hat) / sigma, -x_t - out
+  if sigma > 0:
+    np.testing.assert_allclose(v, (x_t - x0_hat) / sigma, rtol=1e-4, atol=1e-4)
+  else:
+    np.testing.assert_allclose(v, -x_t - out, rtol=1e-5, atol=1e-5)
+
+
+def test_a_fresh_preconditioned_model_gives_the_least_squares_estimate():
+  cfg = get_config("configs/teacher.py:tiny", []).model
+  cfg.prediction, cfg.anchor_std = "source_residual", 0.5
+  model = RealCamDiT(cfg, rngs=nnx.Rngs(0))
+  src, tgt, sigma, cam = _inputs(cfg)
+  v = np.asarray(layout.split(model(src, tgt, sigma, cam), cfg.layout)[1])
+  x0 = np.asarray(tgt) - np.asarray(sigma)[..., None, None, None] * v
+  c_skip = np.asarray(precondition(sigma, 0.5)[0])[..., None, None, None]
+  s_ = np.asarray(src)
+  np.testing.assert_allclose(x0, s_ + c_skip * (np.asarray(tgt) - (1 - np.asarray(sigma))[..., None, None, None] * s_),
+                             rtol=1e-4, atol=1e-4)
+  cfg.anchor_std = -1.0
+  with pytest.raises(ValueError, match="model.anchor_std"):
+    RealCamDiT(cfg, rngs=nnx.Rngs(0))
