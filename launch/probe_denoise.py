@@ -1,14 +1,23 @@
-"""One-pass denoising probe of a teacher: x0 error per noise level against copying the source.
+"""Denoising probe of a teacher: x0 error per noise level, and of its samples, against its anchor.
 
-For held-out latent clips, each target window is noised to sigma, the teacher predicts
-its velocity once, and the implied x0 = x_t - sigma * v is compared with the clean
-target latents; beside it, the same error for the paired source latents (copying the
-source, in latent space). A model that uses its source should beat the copy at every
-sigma, and by far at small sigma, where it also sees the noisy target. One forward per
-level and batch: minutes on the CPU, so a pilot can be read long before a sampled eval.
+For latent clips, each target window is noised to sigma, the teacher predicts its
+velocity once, and the implied x0 = x_t - sigma * v is compared with the clean target
+latents; beside it, the error of the model's anchor: the source latents warped to the
+target camera for `model.prediction = warped_source`, the paired source latents
+(copying the source) otherwise. A model that uses its source should beat the anchor at
+every sigma, and by far at small sigma, where it also sees the noisy target.
 
-Run: `python launch/probe_denoise.py --teacher runs/pilotC2 --data runs/lat_p8_test
-[--config configs/teacher.py:demo,source_residual] [--split test]`.
+The one-pass x0 at sigma 1 is the model's posterior mean. A sample (`--sample-steps N`:
+the teacher sampler from noise, as `realcam eval` generates) of a perfect model has
+twice the posterior variance as its expected squared error, so a sampled error near
+2x the sigma-1 error says the sampler is sound and the distribution is still broad
+(fidelity then needs a model that knows more, not another sampler). Every row is also
+given on the quarter of windows whose anchor is best (the cameras nearest the source).
+One forward per level and batch (and one sample per batch): minutes on the CPU.
+
+Run: `python launch/probe_denoise.py --teacher runs/p4W --data runs/lat_p4 --split train
+--config configs/teacher.py:demo,vae4x,warped_source --config.data.latent_frames=3
+[--sample-steps 20]`.
 """
 
 import argparse
@@ -26,23 +35,37 @@ def main():
   parser.add_argument("--data", required=True, help="latent dataset (realcam data encode)")
   parser.add_argument("--split", default="test")
   parser.add_argument("--batches", type=int, default=1, help="batches of train.batch_size")
+  parser.add_argument("--sample-steps", type=int, default=0,
+                      help="also sample each window with this many Euler steps (0: no)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--json", default="", help="also write the table here")
-  args = parser.parse_args()
+  args, overrides = parser.parse_known_args()
 
   import jax
   import jax.numpy as jnp
 
   from realcam_jax.config import get_config
+  from realcam_jax.data import latents
   from realcam_jax.diffusion import flow_matching as fm
+  from realcam_jax.inference import teacher_sampler
   from realcam_jax.inference.load import load_teacher
   from realcam_jax.models import layout
-  from realcam_jax.data import latents
+  from realcam_jax.models.warp_anchor import batch_warped_source
   from realcam_jax.train import state as st
   from realcam_jax.train import teacher
 
-  config = get_config(args.config, [f"--config.data.dataset_dir={args.data}"])
+  config = get_config(args.config, [f"--config.data.dataset_dir={args.data}"] + overrides)
   config, graphdef, params = load_teacher(args.teacher, config)
+  sf = config.model.get("vae_spatial_factor", 8)
+  sampler_cfg = config.sampler
+
+  def anchor_of(batch):
+    if config.model.get("prediction") == "warped_source":
+      return batch_warped_source(config.model, batch, sf)
+    return batch["source_latents"]
+
+  def err(a, x0):
+    return jnp.mean(jnp.square(a.astype(jnp.float32) - x0), axis=(1, 2, 3, 4))
 
   @jax.jit
   def x0_error(params, batch, sigma, key):
@@ -52,33 +75,56 @@ def main():
     s = jnp.full((b, f), sigma, jnp.float32)
     x_t = fm.add_noise(x0, jax.random.normal(key, x0.shape), s)
     v = layout.split(teacher.model_forward(model, config, batch, x_t, s), config.model.layout)[1]
-    pred = x_t - sigma * v.astype(jnp.float32)
-    err = lambda a: jnp.mean(jnp.square(a - x0), axis=(1, 2, 3, 4))  # noqa: E731
-    return err(pred), err(batch["source_latents"].astype(jnp.float32))
+    return err(x_t - sigma * v.astype(jnp.float32), x0), err(anchor_of(batch), x0)
+
+  @jax.jit
+  def sample_error(params, batch, key):
+    model = st.merge(graphdef, params)
+    src = batch["source_latents"]
+    cam = teacher.batch_camera_features(config.model, batch, src.shape[2:4], sf)
+    anchor = (batch_warped_source(config.model, batch, sf)
+              if config.model.get("prediction") == "warped_source" else None)
+    x = teacher_sampler.sample(model, src, cam, batch.get("text"), key,
+                               steps=args.sample_steps, shift=sampler_cfg.shift,
+                               cfg_scale=sampler_cfg.cfg_scale,
+                               uncond_text=batch.get("text_uncond"), anchor=anchor)
+    return err(x, batch["target_latents"].astype(jnp.float32))
 
   it = latents.make_iterator(config, split=args.split)
-  rows = {s: ([], []) for s in SIGMAS}
+  levels = list(SIGMAS) + (["sample"] if args.sample_steps else [])
+  rows = {s: [] for s in levels}
+  anchor_err = []
   key = jax.random.key(args.seed)
   for _ in range(args.batches):
     batch = jax.tree.map(jnp.asarray, next(it))
     for sigma in SIGMAS:
       key, k = jax.random.split(key)
-      m, c = x0_error(params, batch, sigma, k)
-      rows[sigma][0].extend(np.asarray(m).tolist())
-      rows[sigma][1].extend(np.asarray(c).tolist())
-  print(f"teacher {args.teacher}, {args.split} split of {args.data}, "
-        f"{len(rows[SIGMAS[0]][0])} windows: latent x0 MSE (mean over windows)")
-  print("| sigma | model | copy source | model / copy |")
-  print("|---:|---:|---:|---:|")
+      m, a = x0_error(params, batch, sigma, k)
+      rows[sigma].extend(np.asarray(m).tolist())
+    anchor_err.extend(np.asarray(a).tolist())
+    if args.sample_steps:
+      key, k = jax.random.split(key)
+      rows["sample"].extend(np.asarray(sample_error(params, batch, k)).tolist())
+  anchor_err = np.asarray(anchor_err)
+  near = anchor_err <= np.quantile(anchor_err, 0.25)
+  what = "warped source" if config.model.get("prediction") == "warped_source" else "copy source"
+  print(f"teacher {args.teacher}, {args.split} split of {args.data}, {len(anchor_err)} windows "
+        f"({near.sum()} nearest): latent x0 MSE, mean over windows; anchor = {what}")
+  print("| sigma | model | anchor | model / anchor | model, nearest | anchor, nearest |")
+  print("|---:|---:|---:|---:|---:|---:|")
   table = []
-  for sigma in SIGMAS:
-    m, c = np.mean(rows[sigma][0]), np.mean(rows[sigma][1])
-    table.append(dict(sigma=sigma, model=m, copy_source=c))
-    print(f"| {sigma:g} | {m:.4f} | {c:.4f} | {m / c:.3f} |")
+  for level in levels:
+    m = np.asarray(rows[level])
+    r = dict(sigma=level, model=m.mean(), anchor=anchor_err.mean(), model_nearest=m[near].mean(),
+             anchor_nearest=anchor_err[near].mean())
+    table.append(r)
+    name = f"sampled ({args.sample_steps} steps)" if level == "sample" else f"{level:g}"
+    print(f"| {name} | {r['model']:.4f} | {r['anchor']:.4f} | {r['model'] / r['anchor']:.3f} | "
+          f"{r['model_nearest']:.4f} | {r['anchor_nearest']:.4f} |")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump(dict(teacher=args.teacher, data=args.data, split=args.split, rows=table), f,
-                indent=1)
+      json.dump(dict(teacher=args.teacher, data=args.data, split=args.split,
+                     sample_steps=args.sample_steps, rows=table), f, indent=1, default=float)
 
 
 if __name__ == "__main__":
