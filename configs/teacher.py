@@ -93,8 +93,11 @@ def get_config(arg=None):
   # 2.0 16.8, 3.0 16.3; 5.0 gave 15.3 at step 2400), so the demo samples without it
   # (one pass per step). `realcam bench` times the teacher / prefix baseline with the
   # Wan convention instead (--config.teacher.sampler.cfg_scale=5.0: two passes).
+  # noise_scale: the starting noise's scale (1 = sample the model; < 1 = lower temperature,
+  # inference/teacher_sampler.py)
   c.sampler = ml_collections.ConfigDict(dict(steps=50, shift=5.0,
-                                             cfg_scale=1.0 if size == "demo" else 5.0))
+                                             cfg_scale=1.0 if size == "demo" else 5.0,
+                                             noise_scale=1.0))
   c.optim = ml_collections.ConfigDict(dict(
       lr={"tiny": 1e-3, "demo": 3e-4, "wan2_1_1_3b": 2e-5}[size], warmup_steps=100 if size != "tiny" else 2,
       schedule="constant", total_steps=0, b1=0.9, b2=0.999, weight_decay=0.0, clip_norm=1.0))

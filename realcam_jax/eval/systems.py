@@ -46,6 +46,13 @@ def _model_poses(model_config, poses, source_poses):
   return model_poses(model_config, poses, source_poses)
 
 
+def _warp_poses(poses, source_poses):
+  """(target f32[1, F, 4, 4], source f32[1, F, 4, 4] or None): the raw poses, relative to
+  the source's first frame, from which a "warped_source" model's anchor is warped."""
+  return (jnp.asarray(poses, jnp.float32)[None],
+          None if source_poses is None else jnp.asarray(source_poses, jnp.float32)[None])
+
+
 @dataclasses.dataclass(frozen=True)
 class System:
   """One system under evaluation.
@@ -123,16 +130,17 @@ def student_system(config, graphdef, params, vae, checkpoint: str | None = None)
   from realcam_jax.inference import session
   vae_graphdef, vae_state = nnx.split(vae)
 
-  def render(params, vae_state, source, poses, k, seed):
+  def render(params, vae_state, source, poses, k, seed, warp_poses):
     vae = nnx.merge(vae_graphdef, vae_state)
-    return session.render_offline(config, graphdef, params, vae, source, poses, k, seed=seed)
+    return session.render_offline(config, graphdef, params, vae, source, poses, k, seed=seed,
+                                  warp_poses=warp_poses)
 
   fn = jax.jit(render)
 
   def generate(source, poses, k, seed, source_poses=None):
     out = fn(params, vae_state, jnp.asarray(source)[None],
              _model_poses(config.model, poses, source_poses),
-             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed))
+             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed), _warp_poses(poses, source_poses))
     return np.asarray(out[0])
 
   s = config.student
@@ -163,15 +171,13 @@ def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_
   vae = nnx.merge(vae_graphdef, vae_state)
   src = vae.encode(_to_unit(source_u8)).astype(jnp.float32)
   cam = camera_features(tconfig.model, poses, k, src.shape[2:4], vae.spatial_factor)
+  from realcam_jax.models.warp_anchor import anchor_for
   model = nnx.merge(graphdef, params)
-  anchor = None
-  if tconfig.model.get("prediction") == "warped_source":
-    from realcam_jax.models.warp_anchor import warped_source
-    anchor = warped_source(tconfig.model, src, warp_poses[0], k, vae.spatial_factor,
-                           warp_poses[1])
+  anchor = anchor_for(tconfig.model, src, warp_poses[0], k, vae.spatial_factor, warp_poses[1])
   s = tconfig.sampler
   x0 = teacher_sampler.sample(model, src, cam, None, key, steps=int(s.steps),
-                              shift=float(s.shift), cfg_scale=float(s.cfg_scale), anchor=anchor)
+                              shift=float(s.shift), cfg_scale=float(s.cfg_scale), anchor=anchor,
+                              noise_scale=float(s.get("noise_scale", 1.0)))
   return _to_uint8(vae.decode(x0.astype(jnp.float32)))
 
 
@@ -189,15 +195,13 @@ def teacher_system(name: str, tconfig, graphdef, params, vae,
   def generate(source, poses, k, seed, source_poses=None):
     out = fn(params, vae_state, jnp.asarray(source)[None],
              _model_poses(tconfig.model, poses, source_poses),
-             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed),
-             (jnp.asarray(poses, jnp.float32)[None],
-              None if source_poses is None else jnp.asarray(source_poses, jnp.float32)[None]))
+             jnp.asarray(k, jnp.float32)[None], jnp.int32(seed), _warp_poses(poses, source_poses))
     return np.asarray(out[0])
 
   s = tconfig.sampler
   return System(name, generate, checkpoint,
                 dict(layout=str(tconfig.model.layout), steps=int(s.steps), shift=float(s.shift),
-                     cfg_scale=float(s.cfg_scale)))
+                     cfg_scale=float(s.cfg_scale), noise_scale=float(s.get("noise_scale", 1.0))))
 
 
 def load_systems(config, names, checkpoints: dict, vae, *, seed: int = 0, out=None) -> dict:
@@ -224,9 +228,10 @@ def load_systems(config, names, checkpoints: dict, vae, *, seed: int = 0, out=No
     if name == "copy_source":
       systems[name] = copy_source()
     elif name == "warp_source":
-      depth = teacher_config(config).model.get("warp_depth", None)
-      if depth is None:
-        from realcam_jax.models.warp_anchor import DEFAULT_WARP_DEPTH as depth
+      from realcam_jax.models.warp_anchor import DEFAULT_WARP_DEPTH
+      # Configs restored from checkpoints written before `model.warp_depth` existed (the
+      # bundled demo checkpoints) have no such field: they get the demo rig's default.
+      depth = teacher_config(config).model.get("warp_depth", DEFAULT_WARP_DEPTH)
       systems[name] = warp_source(float(depth), vae.temporal_factor)
     elif name == "student":
       if "student" not in config:

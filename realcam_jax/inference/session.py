@@ -42,6 +42,7 @@ from realcam_jax.inference.camera_control import CameraController
 from realcam_jax.models import causal
 from realcam_jax.models import vae as vae_lib
 from realcam_jax.models.camera_features import camera_features
+from realcam_jax.models.warp_anchor import anchor_for
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -83,8 +84,11 @@ def chunk_step(config, student_graphdef, vae_graphdef, student_params, vae_state
   src_lat = src_lat.astype(jnp.float32)
   cam = camera_features(config.model, target_poses, intrinsics, src_lat.shape[2:4],
                         vae.spatial_factor)
+  # A stream does not know its source camera's motion: a "warped_source" anchor takes the
+  # target poses as offsets from the source camera at the same frame.
+  anchor = anchor_for(config.model, src_lat, target_poses, intrinsics, vae.spatial_factor)
   kv, x0 = student_inf.generate_chunk(student_graphdef, student_params, kv, src_lat, cam, text,
-                                      key, student_inf.student_sigmas(config))
+                                      key, student_inf.student_sigmas(config), anchor)
   dec, frames = vae_lib.decode_chunk(vae, dec, x0)
   return (enc, kv, dec), to_uint8(frames), x0
 
@@ -236,12 +240,17 @@ class StreamingSession:
 
 
 def render_offline(config, student_graphdef, student_params, vae, source_u8, target_poses,
-                   intrinsics, text=None, seed: int = 0, max_frames: int | None = None):
+                   intrinsics, text=None, seed: int = 0, max_frames: int | None = None,
+                   warp_poses=None):
   """The whole video at once: VAE encode -> one `lax.scan` over chunks -> VAE decode.
 
   Args:
     source_u8: uint8[B, T, H, W, 3] with T = 1 + 4 (n K - 1) for n chunks.
     target_poses: f32[B, F, 4, 4] per latent frame (F = n K).
+    warp_poses: (target f32[B, F, 4, 4], source f32[B, F, 4, 4] or None) relative to the
+      source's first frame, for a "warped_source" student's anchor
+      (`warp_anchor.warped_source`); None: `target_poses` as offsets from the source
+      camera at the same frame, as a stream takes them.
   Returns uint8[B, T, H, W, 3]; equals a `StreamingSession` fed the same frames and poses.
   """
   s = vae.spatial_factor
@@ -249,8 +258,11 @@ def render_offline(config, student_graphdef, student_params, vae, source_u8, tar
   src_lat = vae.encode(to_unit(source_u8)).astype(jnp.float32)
   cam = camera_features(config.model, jnp.asarray(target_poses, jnp.float32),
                         jnp.asarray(intrinsics, jnp.float32), src_lat.shape[2:4], s)
+  k = jnp.asarray(intrinsics, jnp.float32)
+  tgt, src_poses = (target_poses, None) if warp_poses is None else warp_poses
+  anchor = anchor_for(config.model, src_lat, tgt, k, s, src_poses)
   cache = causal.init_student_cache(config, b, (h // s, w // s), max_frames)
   _, x0 = student_inf.generate_video(student_graphdef, student_params, cache, src_lat, cam, text,
                                      jax.random.key(seed), student_inf.student_sigmas(config),
-                                     chunk_pairs=int(config.student.chunk_pairs))
+                                     chunk_pairs=int(config.student.chunk_pairs), anchor=anchor)
   return to_uint8(vae.decode(x0))

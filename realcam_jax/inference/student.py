@@ -47,11 +47,11 @@ def chunk_keys(key: jax.Array, num_levels: int) -> jax.Array:
 
 
 def predict_x0(model, cache: kvc.KVCache, source_c, x_t, sigma, camera_c, text, chunk_index=None,
-               *, window_chunks: int | None = None) -> jax.Array:
+               *, window_chunks: int | None = None, anchor_c=None) -> jax.Array:
   """Student x0 for a chunk at one noise level (scalar, shared by the K target frames).
 
-  A `source_once` cache: the chunk's source pass, then its target step.
-  Returns f32[B, K, h, w, C].
+  A `source_once` cache: the chunk's source pass, then its target step. `anchor_c`: the
+  chunk's "warped_source" anchor [B, K, h, w, C] (or None). Returns f32[B, K, h, w, C].
   """
   b, k = source_c.shape[:2]
   sig = jnp.full((b, k), sigma, jnp.float32)
@@ -59,10 +59,10 @@ def predict_x0(model, cache: kvc.KVCache, source_c, x_t, sigma, camera_c, text, 
     src_kv = causal.source_pass(model, cache, source_c, text, chunk_index,
                                 window_chunks=window_chunks)
     v = causal.target_step(model, cache, src_kv, source_c, x_t, sig, camera_c, text,
-                           chunk_index, window_chunks=window_chunks)
+                           chunk_index, window_chunks=window_chunks, anchor_c=anchor_c)
   else:
     v = causal.chunk_step(model, cache, source_c, x_t, sig, camera_c, text, chunk_index,
-                          window_chunks=window_chunks)
+                          window_chunks=window_chunks, anchor_c=anchor_c)
   return causal.target_x0(v, x_t, sig, model.cfg)
 
 
@@ -78,7 +78,7 @@ class ChunkCarry:
 
 
 def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas, exit_level,
-              chunk_index=None, *, window_chunks: int | None = None
+              chunk_index=None, *, window_chunks: int | None = None, anchor_c=None
               ) -> tuple[kvc.KVCache, jax.Array, jax.Array]:
   """Denoises one chunk down to `sigmas[exit_level]`, takes its x0, commits it.
 
@@ -91,6 +91,7 @@ def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas,
     exit_level: int or i32[] in [0, n): the chunk's output is its x0 at this level.
     chunk_index: RoPE/visibility index (default `cache.num_chunks`).
     window_chunks: attention window (see `causal.chunk_step`).
+    anchor_c: the chunk's "warped_source" anchor [B, K, h, w, C] (or None).
 
   Returns:
     (cache with the chunk committed at sigma 0, exit input [B, K, h, w, C], x0 f32[B, K, ...]).
@@ -107,10 +108,12 @@ def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas,
     sig = jnp.full((b, k), sigma, jnp.float32)
     if once:
       v, kv = causal.target_step(model, cache, src_kv, source_c, x, sig, camera_c, text,
-                                 chunk_index, window_chunks=window_chunks, return_kv=True)
+                                 chunk_index, window_chunks=window_chunks, return_kv=True,
+                                 anchor_c=anchor_c)
     else:
       v, kv = causal.chunk_forward(model, cache, source_c, x, sig, camera_c, text, chunk_index,
-                                   window_chunks=window_chunks, return_kv=True)
+                                   window_chunks=window_chunks, return_kv=True,
+                                   anchor_c=anchor_c)
     return causal.target_x0(v, x, sig, model.cfg), kv
 
   def body(c: ChunkCarry) -> ChunkCarry:
@@ -138,7 +141,8 @@ def run_chunk(model, cache: kvc.KVCache, source_c, camera_c, text, keys, sigmas,
 
 
 def generate_chunk(graphdef, params, cache: kvc.KVCache, source_c, camera_c, text,
-                   key: jax.Array, sigmas: jax.Array) -> tuple[kvc.KVCache, jax.Array]:
+                   key: jax.Array, sigmas: jax.Array, anchor_c=None
+                   ) -> tuple[kvc.KVCache, jax.Array]:
   """Generates the next chunk (id `cache.num_chunks`) and commits it.
 
   Args:
@@ -149,6 +153,7 @@ def generate_chunk(graphdef, params, cache: kvc.KVCache, source_c, camera_c, tex
     text: [B, Lt, Dt] or None.
     key: this chunk's noise key.
     sigmas: f32[steps] decreasing student levels (`student_sigmas(config)`).
+    anchor_c: the chunk's "warped_source" anchor [B, K, h, w, C] (or None).
 
   Returns:
     (cache with the chunk committed at sigma 0, x0 f32[B, K, h, w, C]).
@@ -156,17 +161,19 @@ def generate_chunk(graphdef, params, cache: kvc.KVCache, source_c, camera_c, tex
   model = nnx.merge(graphdef, params)
   n = sigmas.shape[0]
   cache, _, x0 = run_chunk(model, cache, source_c, camera_c, text, chunk_keys(key, n), sigmas,
-                           n - 1)
+                           n - 1, anchor_c=anchor_c)
   return cache, x0
 
 
 def generate_video(graphdef, params, cache: kvc.KVCache, source, camera, text, key: jax.Array,
-                   sigmas: jax.Array, *, chunk_pairs: int) -> tuple[kvc.KVCache, jax.Array]:
+                   sigmas: jax.Array, *, chunk_pairs: int, anchor=None
+                   ) -> tuple[kvc.KVCache, jax.Array]:
   """`generate_chunk` over all chunks of a clip with `lax.scan`.
 
   Args:
     source: [B, F, h, w, C] with F a multiple of `chunk_pairs`.
     camera: [B, F, ...] camera features of every target frame (or None).
+    anchor: [B, F, h, w, C] the "warped_source" anchor of every target frame (or None).
     key: chunk c uses `jax.random.fold_in(key, cache.num_chunks)` at its turn, so a
       clip generated in one call equals the same chunks generated one by one.
 
@@ -178,11 +185,12 @@ def generate_video(graphdef, params, cache: kvc.KVCache, source, camera, text, k
   src = causal.split_chunks(source, chunk_pairs)                 # [n, B, K, h, w, C]
   causal.check_stream_length(cache, src.shape[0], f"a clip of {source.shape[1]} latent frames")
   cam = None if camera is None else causal.split_chunks(camera, chunk_pairs)
+  anc = None if anchor is None else causal.split_chunks(anchor, chunk_pairs)
 
   def body(cache, xs):
-    src_c, cam_c = xs
+    src_c, cam_c, anc_c = xs
     k = jax.random.fold_in(key, cache.num_chunks)
-    return generate_chunk(graphdef, params, cache, src_c, cam_c, text, k, sigmas)
+    return generate_chunk(graphdef, params, cache, src_c, cam_c, text, k, sigmas, anc_c)
 
-  cache, x0 = jax.lax.scan(body, cache, (src, cam))
+  cache, x0 = jax.lax.scan(body, cache, (src, cam, anc))
   return cache, causal.merge_chunks(x0)

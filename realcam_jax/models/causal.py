@@ -163,7 +163,7 @@ def sequence_plan(num_chunks: int, sink_chunks: int, window_chunks: int,
 
 def full_block_causal(model, source, target, sigma, camera, text=None, *, chunk_pairs: int,
                       sink_chunks: int = 0, window_chunks: int = 0, cond_mask=None,
-                      history_target=None, source_once: bool = False):
+                      history_target=None, source_once: bool = False, anchor=None):
   """One forward over a whole sequence with the chunk-causal mask.
 
   Computes what streaming computes chunk by chunk (positions included, see the module
@@ -186,6 +186,7 @@ def full_block_causal(model, source, target, sigma, camera, text=None, *, chunk_
     source_once: inside every chunk (and every copy of one) the sources do not see the
       targets (`student.source_once`, module docstring); what a `source_once` stream
       computes.
+    anchor: [B, F, h, w, C] the "warped_source" prediction's anchor latents (or None).
 
   Returns:
     velocity [B, 2F, h, w, C] for the combined sequence (`layout.split` for the target half).
@@ -201,7 +202,8 @@ def full_block_causal(model, source, target, sigma, camera, text=None, *, chunk_
   if len(src_ids) == n:
     mask = chunk_mask(f, p, k, cfg, sink_chunks=sink_chunks, window_chunks=window_chunks,
                       source_once=source_once)
-    return model(source, target, sigma, camera, text, cond_mask=cond_mask, mask=mask)
+    return model(source, target, sigma, camera, text, cond_mask=cond_mask, mask=mask,
+                 anchor=anchor)
   pairs = (src_ids[:, None] * k + np.arange(k)).reshape(-1)             # input pair per pair
   is_clean = np.repeat(clean, k)
   take = lambda x: None if x is None else jnp.take(x, pairs, axis=1)    # noqa: E731
@@ -219,7 +221,7 @@ def full_block_causal(model, source, target, sigma, camera, text=None, *, chunk_
         per_token, np.repeat(layout.is_target(len(pairs), cfg.layout), p))
   mask = AttentionMask.dense_allowed(allowed)
   v = model(take(source), tgt, sig, take(camera), text, cond_mask=cond_mask, pair_pos=pair_pos,
-            mask=mask)
+            mask=mask, anchor=take(anchor))
   v_s, v_t = layout.split(v, cfg.layout)
   return layout.combine(v_s[:, :f], v_t[:, :f], cfg.layout)
 
@@ -271,18 +273,19 @@ def _read_cache(model, cache: kvc.KVCache, source_c, num_current: int, num_sourc
 
 def chunk_forward(model, cache: kvc.KVCache, source_c, target_c, sigma_c, camera_c, text=None,
                   chunk_index=None, *, window_chunks: int | None = None, return_kv: bool = False,
-                  cond_mask=None):
+                  cond_mask=None, anchor_c=None):
   """`chunk_step`, optionally also returning the chunk's KV [L, B, T, N, H] (for `write`)."""
   _check_chunk(model, cache, source_c, source_once=False)
   first_pair, mask, shift = _read_cache(model, cache, source_c, cache.chunk_tokens, 0,
                                         chunk_index, window_chunks)
   return model(source_c, target_c, sigma_c, camera_c, text, cond_mask=cond_mask,
                first_pair=first_pair, mask=mask, extra_kv=KV(cache.k, cache.v),
-               extra_shift=shift, return_kv=return_kv)
+               extra_shift=shift, return_kv=return_kv, anchor=anchor_c)
 
 
 def chunk_step(model, cache: kvc.KVCache, source_c, target_c, sigma_c, camera_c, text=None,
-               chunk_index=None, *, window_chunks: int | None = None, cond_mask=None):
+               chunk_index=None, *, window_chunks: int | None = None, cond_mask=None,
+               anchor_c=None):
   """Velocity of one chunk attending to the cache's visible slots and itself (full).
 
   Args:
@@ -299,12 +302,13 @@ def chunk_step(model, cache: kvc.KVCache, source_c, target_c, sigma_c, camera_c,
     window_chunks: attention window over earlier chunks (None = the cache's ring; 0 =
       every committed earlier chunk). Sinks are the cache's.
     cond_mask: f32[B] or None.
+    anchor_c: [B, K, h, w, C] the chunk's "warped_source" anchor (or None).
 
   Returns:
     velocity [B, 2K, h, w, C] for the chunk's combined sequence.
   """
   return chunk_forward(model, cache, source_c, target_c, sigma_c, camera_c, text, chunk_index,
-                       window_chunks=window_chunks, cond_mask=cond_mask)
+                       window_chunks=window_chunks, cond_mask=cond_mask, anchor_c=anchor_c)
 
 
 def source_pass(model, cache: kvc.KVCache, source_c, text=None, chunk_index=None, *,
@@ -330,7 +334,7 @@ def source_pass(model, cache: kvc.KVCache, source_c, text=None, chunk_index=None
 
 def target_step(model, cache: kvc.KVCache, source_kv: KV, source_c, target_c, sigma_c, camera_c,
                 text=None, chunk_index=None, *, window_chunks: int | None = None,
-                return_kv: bool = False, cond_mask=None):
+                return_kv: bool = False, cond_mask=None, anchor_c=None):
   """`student.source_once`: one denoising step (or the commit pass) of the chunk's target
   tokens only, attending to each other, the chunk's `source_kv` and the cache's visible
   slots. The DiT runs on K P tokens instead of the 2 K P of `chunk_step`.
@@ -355,7 +359,7 @@ def target_step(model, cache: kvc.KVCache, source_kv: KV, source_c, target_c, si
                                         window_chunks)
   return model(source_c, target_c, sigma_c, camera_c, text, cond_mask=cond_mask,
                first_pair=first_pair, mask=mask, extra_kv=(source_kv, KV(cache.k, cache.v)),
-               extra_shift=shift, return_kv=return_kv, streams="target")
+               extra_shift=shift, return_kv=return_kv, streams="target", anchor=anchor_c)
 
 
 def chunk_kv(source_kv: KV, target_kv: KV, chunk_pairs: int, layout_name: str) -> KV:
@@ -370,8 +374,8 @@ def chunk_kv(source_kv: KV, target_kv: KV, chunk_pairs: int, layout_name: str) -
 
 
 def commit(model, cache: kvc.KVCache, source_c, target_c, sigma_c, camera_c, text=None, *,
-           window_chunks: int | None = None, cond_mask=None, source_kv: KV | None = None
-           ) -> kvc.KVCache:
+           window_chunks: int | None = None, cond_mask=None, source_kv: KV | None = None,
+           anchor_c=None) -> kvc.KVCache:
   """Runs the chunk once (as chunk `cache.num_chunks`) and writes its KV into the cache.
 
   The streaming commit pass uses the clean chunk (target_c = generated x0) with sigma 0.
@@ -382,13 +386,15 @@ def commit(model, cache: kvc.KVCache, source_c, target_c, sigma_c, camera_c, tex
   position = cache.query_position(cache.num_chunks, window_chunks)
   if not cache.source_once:
     _, kv = chunk_forward(model, cache, source_c, target_c, sigma_c, camera_c, text,
-                          window_chunks=window_chunks, return_kv=True, cond_mask=cond_mask)
+                          window_chunks=window_chunks, return_kv=True, cond_mask=cond_mask,
+                          anchor_c=anchor_c)
     return kvc.write(cache, kv.k, kv.v, position)
   if source_kv is None:
     source_kv = source_pass(model, cache, source_c, text, window_chunks=window_chunks,
                             cond_mask=cond_mask)
   _, kv_t = target_step(model, cache, source_kv, source_c, target_c, sigma_c, camera_c, text,
-                        window_chunks=window_chunks, return_kv=True, cond_mask=cond_mask)
+                        window_chunks=window_chunks, return_kv=True, cond_mask=cond_mask,
+                        anchor_c=anchor_c)
   kv = chunk_kv(source_kv, kv_t, source_c.shape[1], model.cfg.layout)
   return kvc.write(cache, kv.k, kv.v, position)
 

@@ -52,6 +52,14 @@ def warped_source(cfg, source, poses, K, spatial_factor: int, source_poses=None)
   return out.astype(source.dtype)
 
 
+def anchor_for(cfg, source, poses, K, spatial_factor: int, source_poses=None):
+  """The model's anchor: `warped_source(...)` for `prediction = "warped_source"`, else None
+  (the other predictions take no anchor)."""
+  if cfg.get("prediction") != "warped_source":
+    return None
+  return warped_source(cfg, source, poses, K, spatial_factor, source_poses)
+
+
 def batch_warped_source(cfg, batch: dict, spatial_factor: int):
   """`warped_source` of a training batch (source_latents, target_poses, intrinsics,
   source_poses: required, as for the pair camera reference)."""

@@ -72,7 +72,7 @@ def _noise_level(key, b, f, shift, lo=0.0, hi=1.0):
 
 def critic_loss_fn(critic_params, graphdef, config, batch: dict, x, key):
   """Flow-matching loss of the critic on detached student samples x f32[B, F, h, w, C]."""
-  source, camera, text = rollout.conditions(config, batch)
+  source, camera, text, anchor = rollout.conditions(config, batch)
   x = jax.lax.stop_gradient(x).astype(source.dtype)
   b, f = x.shape[:2]
   k_sigma, k_noise = jax.random.split(key)
@@ -80,7 +80,7 @@ def critic_loss_fn(critic_params, graphdef, config, batch: dict, x, key):
   noise = jax.random.normal(k_noise, x.shape, jnp.float32).astype(x.dtype)
   critic = nnx.merge(graphdef, critic_params)
   v = ode_init.guided_velocity(critic, source, fm.add_noise(x, noise, sigma), sigma, camera, text,
-                               1.0)
+                               1.0, anchor=anchor)
   loss, _ = fm.flow_matching_loss(v, fm.velocity_target(x, noise), jnp.ones((b, f)))
   return loss, {"critic_loss": loss}
 
@@ -89,10 +89,11 @@ def generator_loss_fn(gen_params, graphdef, critic_params, teacher_params, confi
                       key):
   """DMD pseudo-loss of a Self-Forcing rollout of the generator. Returns (loss, metrics)."""
   s = config.student
-  source, camera, text = rollout.conditions(config, batch)
+  source, camera, text, anchor = rollout.conditions(config, batch)
   k_roll, k_sigma, k_noise = jax.random.split(key, 3)
+  spec = rollout.RolloutSpec.from_config(config)
   x, one = rollout.rollout(graphdef, gen_params, source, camera, text, k_roll,
-                           student_inf.student_sigmas(config), rollout.RolloutSpec.from_config(config))
+                           student_inf.student_sigmas(config), spec, anchor)
   b, f = x.shape[:2]
   sigma = _noise_level(k_sigma, b, f, float(s.shift), float(s.dmd_sigma_min),
                        float(s.dmd_sigma_max))
@@ -102,7 +103,7 @@ def generator_loss_fn(gen_params, graphdef, critic_params, teacher_params, confi
   def x0_of(params, scale):
     model = nnx.merge(graphdef, params)
     v = ode_init.guided_velocity(model, source, x_t, sigma, camera, text, scale,
-                                 batch.get("text_uncond"))
+                                 batch.get("text_uncond"), anchor)
     return jax.lax.stop_gradient(fm.x0_from_velocity(x_t.astype(jnp.float32), v, sigma))
 
   x0_real = x0_of(teacher_params, float(s.real_cfg))
@@ -124,9 +125,9 @@ def make_updates(graphdef, config, gen_opt: optax.GradientTransformation,
   def critic_update(state: DMDState, teacher_params, batch, key):
     del teacher_params
     k_roll, k_loss = jax.random.split(key)
-    source, camera, text = rollout.conditions(config, batch)
+    source, camera, text, anchor = rollout.conditions(config, batch)
     one = rollout.rollout_no_grad(graphdef, state.gen_params, source, camera, text, k_roll,
-                                  sigmas, spec)
+                                  sigmas, spec, anchor)
     x = rollout.no_grad_samples(one)
     (_, metrics), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
         state.critic_params, graphdef, config, batch, x, k_loss)

@@ -150,16 +150,17 @@ def abstract_params(config, mesh):
 # ----------------------------------------------------------------------------- teacher ODE
 
 def guided_velocity(model, source, x_t, sigma, camera, text, scale: float,
-                    uncond_text=None) -> jax.Array:
+                    uncond_text=None, anchor=None) -> jax.Array:
   """Bidirectional velocity of the target frames with CFG: f32[B, F, h, w, C].
 
   The conditional and unconditional branches run as one batch. The unconditional one
   drops the camera and sees `uncond_text` (Wan's empty-prompt encoding, [B or 1, Lt, Dt];
-  the batch's `text_uncond`) instead of `text`, zeros when it is None.
+  the batch's `text_uncond`) instead of `text`, zeros when it is None. `anchor`: a
+  "warped_source" model's anchor [B, F, h, w, C] (both branches), or None.
   """
   b = source.shape[0]
   if scale == 1.0:
-    v = model(source, x_t, sigma, camera, text)
+    v = model(source, x_t, sigma, camera, text, anchor=anchor)
     return layout.split(v, model.cfg.layout)[1].astype(jnp.float32)
   two = lambda a: None if a is None else jnp.concatenate([a, a], axis=0)  # noqa: E731
   cond = jnp.concatenate([jnp.ones((b,)), jnp.zeros((b,))]).astype(jnp.float32)
@@ -167,7 +168,7 @@ def guided_velocity(model, source, x_t, sigma, camera, text, scale: float,
   if uncond_text is not None and text is not None:
     unc = two(jnp.broadcast_to(uncond_text, text.shape))
   v = model(two(source), two(x_t), two(sigma), two(camera), two(text), cond_mask=cond,
-            uncond_text=unc)
+            uncond_text=unc, anchor=two(anchor))
   v = layout.split(v, model.cfg.layout)[1].astype(jnp.float32)
   c, u = v[:b], v[b:]
   return u + scale * (c - u)
@@ -183,7 +184,7 @@ def trajectory_levels(config) -> tuple[np.ndarray, np.ndarray]:
   return idx, euler[idx].astype(np.float32)
 
 
-def ode_targets(teacher, config, source, camera, text, key, uncond_text=None):
+def ode_targets(teacher, config, source, camera, text, key, uncond_text=None, anchor=None):
   """Teacher trajectory from noise: (latents f32[n, B, F, h, w, C] at the kept levels,
   their sigmas f32[n], the trajectory's x0 f32[B, F, h, w, C]); no gradient. CFG's
   unconditional branch sees `uncond_text` (`guided_velocity`)."""
@@ -191,7 +192,7 @@ def ode_targets(teacher, config, source, camera, text, key, uncond_text=None):
   sigmas = schedule.euler_sigmas(int(s.ode_steps), float(s.ode_shift))
   noise = jax.random.normal(key, source.shape, jnp.float32)
   vel = lambda x, sig: guided_velocity(teacher, source, x, sig, camera, text,  # noqa: E731
-                                       float(s.ode_cfg), uncond_text)
+                                       float(s.ode_cfg), uncond_text, anchor)
   traj = sampler.euler_trajectory(vel, noise, sigmas)                      # [S + 1, B, F, ...]
   idx, level_sigmas = trajectory_levels(config)
   return jax.lax.stop_gradient((traj[idx], jnp.asarray(level_sigmas), traj[-1]))
@@ -222,10 +223,10 @@ def regression_loss(params, graphdef, config, conditions, latents, level_sigmas,
                     key: jax.Array):
   """Level mixing + block-causal student forward + MSE to the trajectory's x0.
 
-  conditions: (source, camera, text) of `rollout.conditions`; latents f32[n, B, F, h, w, C]
+  conditions: (source, camera, text, anchor) of `rollout.conditions`; latents f32[n, B, F, h, w, C]
   at level_sigmas f32[n]; x0_target f32[B, F, h, w, C]. Returns (loss, metrics).
   """
-  source, camera, text = conditions
+  source, camera, text, anchor = conditions
   s = config.student
   x_t, sigma, _ = mix_levels(latents, level_sigmas, key, int(s.chunk_pairs))
   model = nnx.merge(graphdef, params)
@@ -234,7 +235,7 @@ def regression_loss(params, graphdef, config, conditions, latents, level_sigmas,
                                chunk_pairs=int(s.chunk_pairs), sink_chunks=int(s.sink_chunks),
                                window_chunks=int(s.window_chunks),
                                history_target=x0_target if history == "clean" else None,
-                               source_once=causal.source_once(config))
+                               source_once=causal.source_once(config), anchor=anchor)
   x0 = causal.target_x0(v, x_t, sigma, model.cfg)
   loss = jnp.mean(jnp.square(x0 - x0_target))
   return loss, {"loss": loss, "teacher_x0_std": jnp.std(x0_target)}
@@ -245,8 +246,9 @@ def loss_fn(params, graphdef, teacher_params, config, batch: dict, key: jax.Arra
   conditions = rollout.conditions(config, batch)
   k_traj, k_level = jax.random.split(key)
   teacher = nnx.merge(graphdef, teacher_params)
-  latents, level_sigmas, x0_target = ode_targets(teacher, config, *conditions, k_traj,
-                                                 batch.get("text_uncond"))
+  source, camera, text, anchor = conditions
+  latents, level_sigmas, x0_target = ode_targets(teacher, config, source, camera, text, k_traj,
+                                                 batch.get("text_uncond"), anchor)
   return regression_loss(params, graphdef, config, conditions, latents, level_sigmas,
                          x0_target, k_level)
 

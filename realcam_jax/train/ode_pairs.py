@@ -165,9 +165,10 @@ def make_generate(graphdef, config):
   ode_x0 f32[B, F, h, w, C]}: `ode_init.ode_targets` with `batch_key(config, index)`."""
   def gen(teacher_params, batch: dict, index):
     teacher = nnx.merge(graphdef, teacher_params)
-    source, camera, text = rollout.conditions(config, batch)
+    source, camera, text, anchor = rollout.conditions(config, batch)
     latents, _, x0 = ode_init.ode_targets(teacher, config, source, camera, text,
-                                          batch_key(config, index), batch.get("text_uncond"))
+                                          batch_key(config, index), batch.get("text_uncond"),
+                                          anchor)
     return dict(ode_latents=jnp.moveaxis(latents, 0, 1), ode_x0=x0)
   return gen
 

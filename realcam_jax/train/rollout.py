@@ -47,6 +47,7 @@ from realcam_jax.inference import kv_cache as kvc
 from realcam_jax.inference import student
 from realcam_jax.models import causal
 from realcam_jax.models.camera_features import batch_camera_features
+from realcam_jax.models.warp_anchor import batch_warped_source
 
 
 @flax.struct.dataclass
@@ -84,11 +85,14 @@ class PhaseOne:
 
 
 def conditions(config, batch: dict):
-  """(source [B, F, h, w, C], camera features [B, F, ...] or None, text or None)."""
+  """(source [B, F, h, w, C], camera features [B, F, ...] or None, text or None, anchor
+  [B, F, h, w, C] of a "warped_source" model (`warp_anchor.batch_warped_source`) or None)."""
   src = batch["source_latents"]
-  cam = batch_camera_features(config.model, batch, src.shape[2:4],
-                              config.model.get("vae_spatial_factor", 8))
-  return src, cam, batch.get("text")
+  sf = config.model.get("vae_spatial_factor", 8)
+  cam = batch_camera_features(config.model, batch, src.shape[2:4], sf)
+  anchor = (batch_warped_source(config.model, batch, sf)
+            if config.model.get("prediction") == "warped_source" else None)
+  return src, cam, batch.get("text"), anchor
 
 
 def split_rollout_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -115,35 +119,37 @@ def _training_cache(model_cfg, spec: RolloutSpec, source) -> kvc.KVCache:
                         dtype=jnp.dtype(model_cfg.dtype), source_once=spec.source_once)
 
 
-def _chunked(source, camera, spec):
+def _chunked(source, camera, spec, anchor=None):
   src = causal.split_chunks(source, spec.chunk_pairs)
   cam = None if camera is None else causal.split_chunks(camera, spec.chunk_pairs)
-  return src, cam, jnp.arange(src.shape[0], dtype=jnp.int32)
+  anc = None if anchor is None else causal.split_chunks(anchor, spec.chunk_pairs)
+  return src, cam, anc, jnp.arange(src.shape[0], dtype=jnp.int32)
 
 
-def rollout_no_grad(graphdef, params, source, camera, text, key, sigmas, spec: RolloutSpec
-                    ) -> PhaseOne:
-  """Phase 1: the whole rollout without gradient (params are stop_gradient'ed)."""
+def rollout_no_grad(graphdef, params, source, camera, text, key, sigmas, spec: RolloutSpec,
+                    anchor=None) -> PhaseOne:
+  """Phase 1: the whole rollout without gradient (params are stop_gradient'ed). `anchor`:
+  a "warped_source" student's anchor [B, F, h, w, C] (or None), as in every function here."""
   model = nnx.merge(graphdef, jax.lax.stop_gradient(params))
   k_exit, k_noise = split_rollout_key(key)
   e = sample_exit_level(k_exit, sigmas.shape[0])
   win = spec.window_chunks
 
   def body(cache, xs):
-    src_c, cam_c, c = xs
+    src_c, cam_c, anc_c, c = xs
     keys = student.chunk_keys(jax.random.fold_in(k_noise, c), sigmas.shape[0])
     cache, x_e, x0 = student.run_chunk(model, cache, src_c, camera_c=cam_c, text=text, keys=keys,
                                        sigmas=sigmas, exit_level=e, chunk_index=c,
-                                       window_chunks=win)
+                                       window_chunks=win, anchor_c=anc_c)
     return cache, (x_e, x0)
 
   cache, (x_e, x0) = jax.lax.scan(body, _training_cache(model.cfg, spec, source),
-                                  _chunked(source, camera, spec))
+                                  _chunked(source, camera, spec, anchor))
   return jax.lax.stop_gradient(PhaseOne(x_e, x0, cache, e))
 
 
 def exit_predictions(graphdef, params, phase_one: PhaseOne, source, camera, text, sigmas,
-                     spec: RolloutSpec) -> jax.Array:
+                     spec: RolloutSpec, anchor=None) -> jax.Array:
   """Phase 2: every chunk's exit x0 with gradient w.r.t. params: f32[B, F, h, w, C].
 
   A `jax.checkpoint`ed scan over chunks; the cache and exit inputs are constants.
@@ -153,28 +159,29 @@ def exit_predictions(graphdef, params, phase_one: PhaseOne, source, camera, text
   win = spec.window_chunks
 
   @jax.checkpoint
-  def predict(p, x_e, src_c, cam_c, c):
+  def predict(p, x_e, src_c, cam_c, anc_c, c):
     model = nnx.merge(graphdef, p)
     return student.predict_x0(model, one.cache, src_c, x_e, sigma_e, cam_c, text, c,
-                              window_chunks=win)
+                              window_chunks=win, anchor_c=anc_c)
 
   def body(_, xs):
-    x_e, (src_c, cam_c, c) = xs
-    return None, predict(params, x_e, src_c, cam_c, c)
+    x_e, (src_c, cam_c, anc_c, c) = xs
+    return None, predict(params, x_e, src_c, cam_c, anc_c, c)
 
-  _, x0 = jax.lax.scan(body, None, (one.exit_inputs, _chunked(source, camera, spec)))
+  _, x0 = jax.lax.scan(body, None, (one.exit_inputs, _chunked(source, camera, spec, anchor)))
   return causal.merge_chunks(x0)
 
 
-def rollout(graphdef, params, source, camera, text, key, sigmas, spec: RolloutSpec
-            ) -> tuple[jax.Array, PhaseOne]:
+def rollout(graphdef, params, source, camera, text, key, sigmas, spec: RolloutSpec,
+            anchor=None) -> tuple[jax.Array, PhaseOne]:
   """Two-phase Self-Forcing rollout: (x f32[B, F, h, w, C] with gradient, phase-1 result)."""
-  one = rollout_no_grad(graphdef, params, source, camera, text, key, sigmas, spec)
-  return exit_predictions(graphdef, params, one, source, camera, text, sigmas, spec), one
+  one = rollout_no_grad(graphdef, params, source, camera, text, key, sigmas, spec, anchor)
+  return (exit_predictions(graphdef, params, one, source, camera, text, sigmas, spec, anchor),
+          one)
 
 
-def rollout_naive(graphdef, params, source, camera, text, key, sigmas, spec: RolloutSpec
-                  ) -> jax.Array:
+def rollout_naive(graphdef, params, source, camera, text, key, sigmas, spec: RolloutSpec,
+                  anchor=None) -> jax.Array:
   """Single-scan reference: gradient through each chunk's exit step inside one scan."""
   model_sg = nnx.merge(graphdef, jax.lax.stop_gradient(params))
   k_exit, k_noise = split_rollout_key(key)
@@ -182,16 +189,17 @@ def rollout_naive(graphdef, params, source, camera, text, key, sigmas, spec: Rol
   win = spec.window_chunks
 
   def body(cache, xs):
-    src_c, cam_c, c = xs
+    src_c, cam_c, anc_c, c = xs
     keys = student.chunk_keys(jax.random.fold_in(k_noise, c), sigmas.shape[0])
     new_cache, x_e, _ = jax.lax.stop_gradient(student.run_chunk(
-        model_sg, cache, src_c, cam_c, text, keys, sigmas, e, c, window_chunks=win))
+        model_sg, cache, src_c, cam_c, text, keys, sigmas, e, c, window_chunks=win,
+        anchor_c=anc_c))
     x0 = student.predict_x0(nnx.merge(graphdef, params), jax.lax.stop_gradient(cache), src_c,
-                            x_e, sigmas[e], cam_c, text, c, window_chunks=win)
+                            x_e, sigmas[e], cam_c, text, c, window_chunks=win, anchor_c=anc_c)
     return new_cache, x0
 
   _, x0 = jax.lax.scan(body, _training_cache(model_sg.cfg, spec, source),
-                       _chunked(source, camera, spec))
+                       _chunked(source, camera, spec, anchor))
   return causal.merge_chunks(x0)
 
 

@@ -147,3 +147,38 @@ def test_unlimited_cache_stops_with_a_clear_error_past_max_frames(models):
                                        r"unlimited KV cache \(student.window_chunks=0\) holds 1 "
                                        r"chunks .*student.max_frames"):
     s.push(_video(s.chunk_frames(), seed=1))
+
+
+def test_a_warped_source_student_streams_and_renders_its_anchor(models):
+  """`model.prediction = warped_source`: render_offline of a fresh student decodes the
+  source latents warped to the target cameras; a stream equals render_offline."""
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from realcam_jax.camera.pose import make_pose, rotation_y
+  from realcam_jax.models.realcam import RealCamDiT
+  from realcam_jax.models.warp_anchor import warped_source
+  config, _, _, vae, k = models
+  config = get_config("student:tiny")
+  config.model.prediction = "warped_source"
+  kk = config.student.chunk_pairs
+  n = 2 * kk
+  video = _video(1 + 4 * (n - 1), seed=5)
+  poses = np.stack([make_pose(rotation_y(np.deg2rad(-6.0 * j)), np.zeros(3))
+                    for j in range(n)])[None].astype(np.float32)
+  graphdef, fresh = nnx.split(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
+  got = np.asarray(sess.render_offline(config, graphdef, fresh, vae, video[None], poses,
+                                       k[None], seed=3))
+  lat = vae.encode(sess.to_unit(jnp.asarray(video[None]))).astype(jnp.float32)
+  want = np.asarray(sess.to_uint8(vae.decode(warped_source(config.model, lat, poses, k[None],
+                                                           vae.spatial_factor))))
+  np.testing.assert_allclose(got.astype(int), want.astype(int), atol=1)
+  assert np.abs(got.astype(int) - np.asarray(sess.to_uint8(vae.decode(lat))).astype(int)).max() > 8
+  graphdef, params = random_dit(config.model, scale=0.2)
+  s = sess.StreamingSession(config, graphdef, params, vae, height=H, width=W, intrinsics=k,
+                            seed=3)
+  s.push(video)
+  still = np.stack([np.eye(4, dtype=np.float32)] * n)[None]
+  offline = np.asarray(sess.render_offline(config, graphdef, params, vae, video[None], still,
+                                           k[None], seed=3))[0]
+  np.testing.assert_allclose(s.pull().astype(int), offline.astype(int), atol=1)

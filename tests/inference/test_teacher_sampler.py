@@ -7,6 +7,7 @@ from realcam_jax.config import get_config
 from realcam_jax.inference import teacher_sampler
 from realcam_jax.models import layout
 from realcam_jax.models.realcam import RealCamDiT
+from realcam_jax.testing import random_dit
 from realcam_jax.train import state as st
 
 
@@ -38,3 +39,23 @@ def test_batched_cfg_equals_separate_branches():
   np.testing.assert_allclose(guided, uncond + 4.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
   assert float(jnp.abs(cond - uncond).max()) > 1e-4     # the camera matters once trained
   assert out.shape == src.shape and bool(jnp.isfinite(out).all())
+
+
+def test_noise_scale_scales_the_starting_noise():
+  """sampler.noise_scale: the Euler path from noise_scale x the key's noise; 0 is the
+  deterministic path from the noise's mean, the same for every key."""
+  from realcam_jax.diffusion import sampler, schedule
+  cfg = get_config("configs/teacher.py:tiny", []).model
+  graphdef, params = random_dit(cfg)
+  model = st.merge(graphdef, params)
+  k = jax.random.split(jax.random.key(4), 2)
+  src = jax.random.normal(k[0], (1, 2, 4, 4, cfg.in_channels))
+  cam = jax.random.normal(k[1], (1, 2, 12))
+  run = lambda key, scale: teacher_sampler.sample(  # noqa: E731
+      model, src, cam, None, key, steps=3, shift=5.0, cfg_scale=1.0, noise_scale=scale)
+  v = teacher_sampler.teacher_velocity(model, src, cam)
+  noise = jax.random.normal(jax.random.key(1), src.shape)
+  want = sampler.euler_sample(v, 0.5 * noise, schedule.euler_sigmas(3, 5.0))
+  np.testing.assert_allclose(run(jax.random.key(1), 0.5), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(run(jax.random.key(1), 0.0), run(jax.random.key(2), 0.0), atol=1e-6)
+  assert float(jnp.abs(run(jax.random.key(1), 1.0) - run(jax.random.key(2), 1.0)).max()) > 1e-3

@@ -142,9 +142,9 @@ def test_a_fresh_preconditioned_model_gives_the_least_squares_estimate():
   v = np.asarray(layout.split(model(src, tgt, sigma, cam), cfg.layout)[1])
   x0 = np.asarray(tgt) - np.asarray(sigma)[..., None, None, None] * v
   c_skip = np.asarray(precondition(sigma, 0.5)[0])[..., None, None, None]
-  s_ = np.asarray(src)
-  np.testing.assert_allclose(x0, s_ + c_skip * (np.asarray(tgt) - (1 - np.asarray(sigma))[..., None, None, None] * s_),
-                             rtol=1e-4, atol=1e-4)
+  s_, t_ = np.asarray(src), np.asarray(tgt)
+  keep = (1 - np.asarray(sigma))[..., None, None, None]
+  np.testing.assert_allclose(x0, s_ + c_skip * (t_ - keep * s_), rtol=1e-4, atol=1e-4)
   cfg.anchor_std = -1.0
   with pytest.raises(ValueError, match="model.anchor_std"):
     RealCamDiT(cfg, rngs=nnx.Rngs(0))

@@ -350,7 +350,7 @@ def test_ode_init_forward_takes_the_option(monkeypatch):
   losses = []
   for once in (True, False):
     config.student.source_once = once
-    losses.append(float(ode_init.regression_loss(params, graphdef, config, (src, cam, text),
+    losses.append(float(ode_init.regression_loss(params, graphdef, config, (src, cam, text, None),
                                                  latents, level_sigmas, x0,
                                                  jax.random.key(0))[0]))
   assert captured == [True, False]

@@ -55,8 +55,12 @@ def test_stored_pairs_equal_ode_targets(config, pairs, teacher):
   meta = json.load(open(os.path.join(pairs, ode_pairs.META_FILE)))
   assert (meta["count"], meta["ode_steps"], meta["ode_cfg"]) == (COUNT, 8, 5.0)
   assert meta["level_indices"] == ode_init.trajectory_levels(config)[0].tolist()
-  targets = jax.jit(lambda p, batch, key: ode_init.ode_targets(
-      nnx.merge(graphdef, p), config, *rollout.conditions(config, batch), key))
+  def ode_targets(p, batch, key):
+    src, cam, text, anchor = rollout.conditions(config, batch)
+    return ode_init.ode_targets(nnx.merge(graphdef, p), config, src, cam, text, key,
+                                anchor=anchor)
+
+  targets = jax.jit(ode_targets)
   it = data.make_iterator(config)
   for b in range(COUNT // config.train.batch_size):      # shard b = batch b here
     batch = next(it)
@@ -83,7 +87,8 @@ def test_pairs_loss_equals_online_loss(config, teacher):
   @jax.jit
   def both(student, teacher_params, batch):
     t = nnx.merge(graphdef, teacher_params)
-    latents, _, x0 = ode_init.ode_targets(t, config, *rollout.conditions(config, batch), k_traj)
+    src, cam, text, anchor = rollout.conditions(config, batch)
+    latents, _, x0 = ode_init.ode_targets(t, config, src, cam, text, k_traj, anchor=anchor)
     stored = dict(batch, ode_latents=jnp.moveaxis(latents, 0, 1), ode_x0=x0)
     del stored["target_latents"]
     online = ode_init.loss_fn(student, graphdef, teacher_params, config, batch, key)[0]
