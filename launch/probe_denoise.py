@@ -50,19 +50,16 @@ def main():
   from realcam_jax.inference import teacher_sampler
   from realcam_jax.inference.load import load_teacher
   from realcam_jax.models import layout
-  from realcam_jax.models.warp_anchor import batch_warped_source
   from realcam_jax.train import state as st
-  from realcam_jax.train import teacher
+  from realcam_jax.train import rollout, teacher
 
   config = get_config(args.config, [f"--config.data.dataset_dir={args.data}"] + overrides)
   config, graphdef, params = load_teacher(args.teacher, config)
-  sf = config.model.get("vae_spatial_factor", 8)
   sampler_cfg = config.sampler
 
-  def anchor_of(batch):
-    if config.model.get("prediction") == "warped_source":
-      return batch_warped_source(config.model, batch, sf)
-    return batch["source_latents"]
+  def anchor_of(batch):      # what the model starts from: its anchor, else the source
+    anchor = rollout.conditions(config, batch)[3]
+    return batch["source_latents"] if anchor is None else anchor
 
   def err(a, x0):
     return jnp.mean(jnp.square(a.astype(jnp.float32) - x0), axis=(1, 2, 3, 4))
@@ -80,11 +77,8 @@ def main():
   @jax.jit
   def sample_error(params, batch, key):
     model = st.merge(graphdef, params)
-    src = batch["source_latents"]
-    cam = teacher.batch_camera_features(config.model, batch, src.shape[2:4], sf)
-    anchor = (batch_warped_source(config.model, batch, sf)
-              if config.model.get("prediction") == "warped_source" else None)
-    x = teacher_sampler.sample(model, src, cam, batch.get("text"), key,
+    src, cam, text, anchor = rollout.conditions(config, batch)
+    x = teacher_sampler.sample(model, src, cam, text, key,
                                steps=args.sample_steps, shift=sampler_cfg.shift,
                                cfg_scale=sampler_cfg.cfg_scale,
                                uncond_text=batch.get("text_uncond"), anchor=anchor)

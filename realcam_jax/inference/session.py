@@ -256,9 +256,9 @@ def render_offline(config, student_graphdef, student_params, vae, source_u8, tar
   s = vae.spatial_factor
   b, _, h, w = source_u8.shape[:4]
   src_lat = vae.encode(to_unit(source_u8)).astype(jnp.float32)
-  cam = camera_features(config.model, jnp.asarray(target_poses, jnp.float32),
-                        jnp.asarray(intrinsics, jnp.float32), src_lat.shape[2:4], s)
   k = jnp.asarray(intrinsics, jnp.float32)
+  cam = camera_features(config.model, jnp.asarray(target_poses, jnp.float32), k,
+                        src_lat.shape[2:4], s)
   tgt, src_poses = (target_poses, None) if warp_poses is None else warp_poses
   anchor = anchor_for(config.model, src_lat, tgt, k, s, src_poses)
   cache = causal.init_student_cache(config, b, (h // s, w // s), max_frames)

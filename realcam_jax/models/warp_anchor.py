@@ -60,6 +60,14 @@ def anchor_for(cfg, source, poses, K, spatial_factor: int, source_poses=None):
   return warped_source(cfg, source, poses, K, spatial_factor, source_poses)
 
 
+def batch_anchor(cfg, batch: dict, spatial_factor: int):
+  """The model's anchor for a training batch: `batch_warped_source` for
+  `prediction = "warped_source"`, else None."""
+  if cfg.get("prediction") != "warped_source":
+    return None
+  return batch_warped_source(cfg, batch, spatial_factor)
+
+
 def batch_warped_source(cfg, batch: dict, spatial_factor: int):
   """`warped_source` of a training batch (source_latents, target_poses, intrinsics,
   source_poses: required, as for the pair camera reference)."""

@@ -47,7 +47,7 @@ from realcam_jax.inference import kv_cache as kvc
 from realcam_jax.inference import student
 from realcam_jax.models import causal
 from realcam_jax.models.camera_features import batch_camera_features
-from realcam_jax.models.warp_anchor import batch_warped_source
+from realcam_jax.models.warp_anchor import batch_anchor
 
 
 @flax.struct.dataclass
@@ -90,9 +90,7 @@ def conditions(config, batch: dict):
   src = batch["source_latents"]
   sf = config.model.get("vae_spatial_factor", 8)
   cam = batch_camera_features(config.model, batch, src.shape[2:4], sf)
-  anchor = (batch_warped_source(config.model, batch, sf)
-            if config.model.get("prediction") == "warped_source" else None)
-  return src, cam, batch.get("text"), anchor
+  return src, cam, batch.get("text"), batch_anchor(config.model, batch, sf)
 
 
 def split_rollout_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:

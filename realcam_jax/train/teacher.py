@@ -40,7 +40,7 @@ from realcam_jax.models import layout
 from realcam_jax.models.camera_features import batch_camera_features
 from realcam_jax.models.dit import WanDiT
 from realcam_jax.models.realcam import RealCamDiT, backbone_config
-from realcam_jax.models.warp_anchor import batch_warped_source
+from realcam_jax.models.warp_anchor import batch_anchor
 from realcam_jax.scale import multihost
 from realcam_jax.train import state as st
 from realcam_jax.train.common import gradient_step, jit_train_step, make_optimizer
@@ -53,11 +53,9 @@ def build_model(config) -> Callable[[nnx.Rngs], RealCamDiT]:
 def model_forward(model: RealCamDiT, config, batch: dict, noisy_target, sigma, cond_mask=None):
   """Velocity for the combined sequence [B, 2F, h, w, C] (see RealCamDiT.__call__)."""
   src = batch["source_latents"]
-  cam = batch_camera_features(config.model, batch, src.shape[2:4],
-                              config.model.get("vae_spatial_factor", 8))
-  anchor = None
-  if config.model.get("prediction") == "warped_source":
-    anchor = batch_warped_source(config.model, batch, config.model.get("vae_spatial_factor", 8))
+  sf = config.model.get("vae_spatial_factor", 8)
+  cam = batch_camera_features(config.model, batch, src.shape[2:4], sf)
+  anchor = batch_anchor(config.model, batch, sf)
   return model(src, noisy_target, sigma, cam, batch.get("text"), cond_mask=cond_mask,
                uncond_text=batch.get("text_uncond"), anchor=anchor)
 
