@@ -107,6 +107,10 @@ def get_config(arg=None):
       log_every={"tiny": 1, "demo": 20, "wan2_1_1_3b": 50}[size],
       ckpt_every={"tiny": 2, "demo": 200, "wan2_1_1_3b": 1000}[size],
       keep=3,
+      # EMA weights (train/teacher.py): decay 0 = none; inference and the student read them.
+      # The full-size plan (scale/memory_plan.py) counts no EMA copy, so it stays off there.
+      ema_decay={"tiny": 0.5, "demo": 0.999, "wan2_1_1_3b": 0.0}[size],
+      ema_start={"tiny": 1, "demo": 1000, "wan2_1_1_3b": 0}[size],
       init_from=""))  # converted Wan2.1 DiT dir (realcam convert --model dit); "" = seed init
   if size == "tiny":
     c.sampler.steps = 4

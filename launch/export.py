@@ -6,8 +6,9 @@
         --out checkpoints/student_demo
 
 Only the model parameters are written (no optimizer state, critic or data-iterator
-state): the teacher's `params`; for a student workdir the DMD stage's EMA parameters
-(then the generator's, then the ODE-init stage's `params`). The directory is an
+state): the teacher's EMA weights (`ema_params`, else its `params`); for a student
+workdir the DMD stage's EMA parameters (then the generator's, then the ODE-init
+stage's `params`). The directory is an
 `orbax_io` checkpoint (`state/`, `config.json` with the resolved training config,
 `meta.json` with the source workdir, training step and export date) that
 `realcam_jax.inference.load.load_teacher` / `load_student` read. Nothing is written

@@ -57,6 +57,14 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointSave(data_iter)
     return self._mgr.save(step, args=ocp.args.Composite(**items), force=force)
 
+  def state_keys(self, step: int | None = None) -> set[str]:
+    """Top-level names in the saved state of `step` (default the latest) that hold arrays
+    (a field saved as None, such as switched-off EMA weights, is left out); metadata only."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    return {k for k, v in self._mgr.item_metadata(step)["state"].items() if v is not None}
+
   def restore(self, abstract_state: Any, step: int | None = None, data_iter=None):
     """Restores into `abstract_state` (ShapeDtypeStructs, optionally with shardings).
 

@@ -135,8 +135,9 @@ def load_teacher(path: str | None, config, seed: int = 0, out=None, *, what: str
 
   Args:
     path: teacher training workdir (`W/`, with `W/ckpt`), a `Checkpointer` directory
-      (numbered steps) or an `orbax_io` directory (`state/` + `config.json`); None =
-      random weights (warned about on `out`, default stderr).
+      (numbered steps; its EMA weights when it has them, else its params) or an
+      `orbax_io` directory (`state/` + `config.json`); None = random weights (warned
+      about on `out`, default stderr).
     config: the teacher's config (`config.teacher` of a student config, or a teacher
       config); its `model` section is replaced by the one saved with the checkpoint.
     seed: initialisation seed for random weights.
@@ -168,7 +169,7 @@ def load_teacher(path: str | None, config, seed: int = 0, out=None, *, what: str
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   param_sh = jax.tree.map(lambda _: device, abs_params)
   try:
-    params = ode_init.load_params(path, abs_params, param_sh, keys=("params",))
+    params = ode_init.load_params(path, abs_params, param_sh, keys=ode_init.TEACHER_KEYS)
   except (FileNotFoundError, ValueError) as e:
     raise LoadError(f"cannot load the {what} from {path}: {e}") from None
   return config, graphdef, params

@@ -9,6 +9,7 @@ import time
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -37,6 +38,32 @@ def gradient_step(loss_fn, state, optimizer: optax.GradientTransformation, *args
   params = optax.apply_updates(state.params, updates)
   return (state.replace(step=state.step + 1, params=params, opt_state=opt_state),
           dict(metrics, grad_norm=optax.tree.norm(grads)))
+
+
+def ema_update(ema, params, step, decay: float, start: int):
+  """fp32 EMA: a copy of params while step < start, then decay * ema + (1 - decay) * params."""
+  def one(e, p):
+    p = p.astype(jnp.float32)
+    return jnp.where(step < start, p, decay * e + (1.0 - decay) * p)
+  return jax.tree.map(one, ema, params)
+
+
+def ema_enabled(train_config) -> bool:
+  """Whether a stage keeps EMA weights (`train.ema_decay` > 0); raises on a decay outside [0, 1)."""
+  decay = float(train_config.get("ema_decay", 0.0))
+  if not 0.0 <= decay < 1.0:
+    raise ValueError(f"train.ema_decay={decay} must be in [0, 1) (0 = no EMA weights)")
+  return decay > 0.0
+
+
+def with_ema(state, train_config):
+  """`state` (after its optimizer step) with `ema_params` updated at its new step; the
+  EMA copies params until `train.ema_start` steps are done. Unchanged when EMA is off."""
+  if state.ema_params is None:
+    return state
+  return state.replace(ema_params=ema_update(state.ema_params, state.params, state.step,
+                                             float(train_config.ema_decay),
+                                             int(train_config.get("ema_start", 0)) + 1))
 
 
 class BoundStep:

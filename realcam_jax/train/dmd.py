@@ -38,7 +38,7 @@ from realcam_jax.diffusion import schedule
 from realcam_jax.inference import student as student_inf
 from realcam_jax.train import ode_init, rollout
 from realcam_jax.train import state as st
-from realcam_jax.train.common import BoundStep, make_optimizer
+from realcam_jax.train.common import BoundStep, ema_update, make_optimizer
 from realcam_jax.train.dmd_loss import dmd_pseudo_loss
 
 
@@ -55,14 +55,6 @@ class DMDState:
 def is_generator_step(step: int, gen_every: int) -> bool:
   """Whether iteration `step` (0-based) updates the generator."""
   return (int(step) + 1) % int(gen_every) == 0
-
-
-def ema_update(ema, params, step, decay: float, start: int):
-  """fp32 EMA: a copy of params while step < start, then decay * ema + (1 - decay) * params."""
-  def one(e, p):
-    p = p.astype(jnp.float32)
-    return jnp.where(step < start, p, decay * e + (1.0 - decay) * p)
-  return jax.tree.map(one, ema, params)
 
 
 def _noise_level(key, b, f, shift, lo=0.0, hi=1.0):

@@ -8,7 +8,8 @@ Behaviour:
   - resumes from the latest checkpoint in `workdir/ckpt` (state + data iterator), so a
     killed run continues exactly where its last checkpoint left it; `train.init_from`
     (pretrained weights for step 0, e.g. the teacher's Wan2.1 backbone) is then not read:
-    `init` gets the config with it cleared;
+    `init` gets the config with it cleared; a checkpoint written with EMA weights switched
+    the other way is migrated (`restore`);
   - metrics every `train.log_every` steps to `workdir/metrics.jsonl` and TensorBoard;
   - a non-finite loss stops the run with a message; no checkpoint is written after
     the last finite one, so the last good checkpoint is what remains;
@@ -36,6 +37,7 @@ from realcam_jax.ckpt.manager import Checkpointer, abstract_like
 from realcam_jax.config import to_json
 from realcam_jax.scale import multihost
 from realcam_jax.train import common
+from realcam_jax.train import state as st
 
 
 def to_global(batch: dict, mesh) -> dict:
@@ -56,6 +58,35 @@ def _init_config(config, resume_step: int | None):
   config = config.copy_and_resolve_references()
   config.train.init_from = ""
   return config
+
+
+def restore(ckpt: Checkpointer, state, state_sh, data_iter=None):
+  """The latest checkpoint restored into the structure of `state` (with `state_sh`).
+
+  A state with an `ema_params` field may meet a checkpoint from a run with the EMA
+  switched the other way (`train.ema_decay` changed between runs): a checkpoint without
+  EMA weights starts the EMA from its params; EMA weights the run no longer keeps are
+  dropped. Either case is printed.
+  """
+  target = abstract_like(state, state_sh)
+  want = getattr(state, "ema_params", None) is not None
+  saved = "ema_params" in ckpt.state_keys() if hasattr(state, "ema_params") else want
+  if saved != want:
+    ema_abs = (abstract_like(jax.eval_shape(st.ema_init, state.params), state_sh.params)
+               if saved else None)
+    target = target.replace(ema_params=ema_abs)
+  state, _, step = ckpt.restore(target, data_iter=data_iter)
+  if saved != want:
+    if want:
+      state = state.replace(ema_params=jax.jit(st.ema_init, out_shardings=state_sh.ema_params)(
+          state.params))
+    else:
+      state = state.replace(ema_params=None)
+    if multihost.is_main_process():
+      print(f"checkpoint step {step} " + ("has no EMA weights: the EMA starts from its params"
+                                          if want else "has EMA weights this run does not keep "
+                                          "(train.ema_decay = 0): they are dropped"), flush=True)
+  return state
 
 
 def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
@@ -80,7 +111,7 @@ def train(config, workdir: str, *, init: Callable, compile: Callable, data_iter,
   graphdef, state, state_sh, aux = init(_init_config(config, last_good), mesh)
   with jax.set_mesh(mesh), sharding.use_rules(rules), multihost.StopRequest() as stop:
     if last_good is not None:
-      state, _, _ = ckpt.restore(abstract_like(state, state_sh), data_iter=data_iter)
+      state = restore(ckpt, state, state_sh, data_iter)
     step = int(jax.device_get(state.step))
     step_fn = None
     bar = common.progress(num_steps, step, desc)

@@ -93,7 +93,7 @@ def restore_train_params(ckpt_dir: str, abs_params, param_sh, keys=("params",)):
   flat, target = _abstract_target(abs_params, param_sh, wrap_value=True)
   with ocp.PyTreeCheckpointer() as ckptr:
     saved = ckptr.metadata(path).item_metadata.tree
-    key = next((k for k in keys if k in saved), None)
+    key = next((k for k in keys if saved.get(k) is not None), None)   # None: a field saved empty
     if key is None:
       raise ValueError(f"checkpoint {path!r} has none of {list(keys)} (it holds {sorted(saved)})")
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(dtype=s.dtype, sharding=s.sharding),
@@ -128,11 +128,15 @@ def load_params(path: str, abs_params, param_sh, keys=("params",)):
       f"manager directory (numbered steps) or a converted directory (state/ + config.json)")
 
 
+# A teacher training checkpoint's weights: its EMA when it keeps one, else its params.
+TEACHER_KEYS = ("ema_params", "params")
+
+
 def load_teacher_params(config, abs_params, param_sh):
   """The frozen teacher's params, sharded like the model (see module docstring)."""
   path = config.student.teacher_ckpt
   if path:
-    return load_params(path, abs_params, param_sh)
+    return load_params(path, abs_params, param_sh, keys=TEACHER_KEYS)
   seed = config.teacher.get("seed", config.seed)
   logging.warning("student.teacher_ckpt is empty: the teacher is initialised from seed %d (its "
                   "zero-initialised output head predicts 0 everywhere; for tests only)", seed)

@@ -18,6 +18,7 @@ class TrainState:
   step: jax.Array        # i32[]
   params: Any            # nnx.State of the trained model's Params
   opt_state: Any         # optax state
+  ema_params: Any = None  # nnx.State, f32: EMA of params (`common.ema_update`); None = off
 
 
 def split_model(model: nnx.Module):
@@ -36,10 +37,16 @@ def abstract_model(build: Callable[[nnx.Rngs], nnx.Module], seed: int = 0):
   return split_model(model)
 
 
+def ema_init(params):
+  """The EMA's start: an f32 copy of params."""
+  return jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+
+
 def create_sharded(build: Callable[[nnx.Rngs], nnx.Module], optimizer: optax.GradientTransformation,
-                   mesh, seed: int, rules=sharding.RULES):
+                   mesh, seed: int, rules=sharding.RULES, *, ema: bool = False):
   """Initialises a TrainState directly into its shardings (no host copy of full weights).
 
+  `ema`: the state also holds `ema_params` (an f32 copy of params, sharded like them).
   Returns (graphdef, state, state_shardings).
   """
   graphdef, abs_params = abstract_model(build, seed)
@@ -48,7 +55,8 @@ def create_sharded(build: Callable[[nnx.Rngs], nnx.Module], optimizer: optax.Gra
   def init():
     _, params = split_model(build(nnx.Rngs(seed)))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params))
+                      opt_state=optimizer.init(params),
+                      ema_params=ema_init(params) if ema else None)
 
   abs_state = jax.eval_shape(init)
   state_sh = _state_shardings(abs_state, param_sh, mesh)
@@ -60,7 +68,8 @@ def _state_shardings(abs_state: TrainState, param_sh, mesh):
   rep = sharding.replicated(mesh)
   return TrainState(step=rep, params=param_sh,
                     opt_state=opt_state_shardings(abs_state.opt_state, abs_state.params,
-                                                  param_sh, mesh))
+                                                  param_sh, mesh),
+                    ema_params=None if abs_state.ema_params is None else param_sh)
 
 
 def opt_state_shardings(abs_opt_state, abs_params, param_sh, mesh):

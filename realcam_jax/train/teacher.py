@@ -17,11 +17,16 @@ source-anchored head divides by a small sigma, no longer dominate.
 
 Initialisation: `train.init_from` = "" starts from `config.seed`; a directory written by
 `realcam convert --model dit` (the Wan2.1 DiT, converted with the same model config)
-starts the backbone from it (`load_wan_backbone`): every Wan parameter comes from the
+starts the backbone from it (`load_wan_backbone`; the EMA, if any, starts there too): every Wan parameter comes from the
 file, shape-checked; the RealCam-only parameters (per-block camera `cond_proj`,
 `stream_embed`, `source_skip`) keep their zero seed init, so step 0 computes the Wan2.1
 function on the pair sequence. Only a run starting at step 0 reads it: a run that
 resumes restores its own checkpoint (`train.loop`).
+
+EMA weights (`train.ema_decay` > 0): the state also keeps an f32 exponential moving
+average of params (`common.with_ema`; a copy of params for the first `train.ema_start`
+steps). Inference (`inference.load.load_teacher`), the student's frozen teacher and
+export read `ema_params` when a checkpoint has them, else `params`.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from realcam_jax.models.realcam import RealCamDiT, backbone_config
 from realcam_jax.models.warp_anchor import batch_anchor
 from realcam_jax.scale import multihost
 from realcam_jax.train import state as st
-from realcam_jax.train.common import gradient_step, jit_train_step, make_optimizer
+from realcam_jax.train.common import (ema_enabled, gradient_step, jit_train_step, make_optimizer,
+                                     with_ema)
 
 
 def build_model(config) -> Callable[[nnx.Rngs], RealCamDiT]:
@@ -105,7 +111,8 @@ def make_train_step(graphdef, config, optimizer: optax.GradientTransformation):
 
   def step(state: st.TrainState, batch: dict):
     key = jax.random.fold_in(root, state.step)
-    return gradient_step(loss_fn, state, optimizer, graphdef, config, batch, key)
+    state, metrics = gradient_step(loss_fn, state, optimizer, graphdef, config, batch, key)
+    return with_ema(state, config.train), metrics
 
   return step
 
@@ -155,7 +162,9 @@ def load_wan_backbone(config, state: st.TrainState, state_sh: st.TrainState,
                  if p[0] != "backbone" or tuple(str(k) for k in p[1:]) not in part["paths"])
     print(f"train.init_from: {len(part['paths'])} Wan2.1 parameter arrays from "
           f"{config.train.init_from}; seed init (zero) for {', '.join(own)}", flush=True)
-  return state.replace(params=params, opt_state=opt_state)
+  ema = None if state.ema_params is None else jax.jit(
+      st.ema_init, out_shardings=state_sh.ema_params)(params)
+  return state.replace(params=params, opt_state=opt_state, ema_params=ema)
 
 
 def init(config, mesh):
@@ -164,7 +173,8 @@ def init(config, mesh):
   optimizer = make_optimizer(config.optim)
   if config.train.get("init_from"):
     check_wan_backbone(config)
-  graphdef, state, state_sh = st.create_sharded(build_model(config), optimizer, mesh, config.seed)
+  graphdef, state, state_sh = st.create_sharded(build_model(config), optimizer, mesh, config.seed,
+                                                ema=ema_enabled(config.train))
   if config.train.get("init_from"):
     state = load_wan_backbone(config, state, state_sh, optimizer)
   return graphdef, state, state_sh, optimizer
