@@ -222,7 +222,7 @@ def init(config, mesh):
     gen, critic = jax.tree.map(jnp.copy, gen), jax.tree.map(jnp.copy, teacher)
     return DMDState(step=jnp.zeros((), jnp.int32), gen_params=gen, critic_params=critic,
                     gen_opt=gen_opt.init(gen), critic_opt=critic_opt.init(critic),
-                    ema_params=jax.tree.map(lambda p: p.astype(jnp.float32), gen))
+                    ema_params=st.ema_init(gen))
 
   abs_state = jax.eval_shape(make, gen_params, teacher_params)
   rep = sharding.replicated(mesh)

@@ -17,8 +17,8 @@ source-anchored head divides by a small sigma, no longer dominate.
 
 Initialisation: `train.init_from` = "" starts from `config.seed`; a directory written by
 `realcam convert --model dit` (the Wan2.1 DiT, converted with the same model config)
-starts the backbone from it (`load_wan_backbone`; the EMA, if any, starts there too): every Wan parameter comes from the
-file, shape-checked; the RealCam-only parameters (per-block camera `cond_proj`,
+starts the backbone from it (`load_wan_backbone`; the EMA, if any, starts there too):
+every Wan parameter comes from the file, shape-checked; the RealCam-only parameters (per-block camera `cond_proj`,
 `stream_embed`, `source_skip`) keep their zero seed init, so step 0 computes the Wan2.1
 function on the pair sequence. Only a run starting at step 0 reads it: a run that
 resumes restores its own checkpoint (`train.loop`).
