@@ -58,6 +58,8 @@ def model_config(size: str) -> ml_collections.ConfigDict:
                                # anchor with this anchor-error std (models/realcam.py precondition)
   c.warp_depth = 8.0           # warped_source: plane distance from the source camera (scene
                                # units; the demo rig's subject is 6-9.5 m away)
+  c.warp_space = "latent"      # warped_source: warp the source latents | "pixel": warp the
+                               # source frames and encode them (models/warp_anchor.py)
   # Per-block conditioning hook of the DiT: width of `block_cond` fed through each block's
   # zero-initialised cond_proj into the self-attention input (0 = none: Wan's exact tree).
   c.block_cond_dim = 0

@@ -19,6 +19,10 @@ SIZE: tiny | demo | wan2_1_1_3b. ABLATIONS (combine with commas):
                camera through the plane z = model.warp_depth of the source camera
                (models/warp_anchor.py): a fresh model re-renders camera rotations exactly;
                the source skip carries the warped tokens (issue 19 pilots)
+  pixel_warp   warped_source with model.warp_space = "pixel": the anchor is the source
+               *video* warped through the plane and encoded by the VAE (1 dB above the
+               latent warp through the 4x VAE); training reads it from a latent dataset
+               encoded with `realcam data encode --anchor-depth` (issue 19 pilots)
   anchor_precond  model.anchor_std = 0.7: the residual preconditioned around its anchor
                (x0_hat = a + c_skip (x_t - (1 - sigma) a) + c_out out; 0.7 ~ the rms error
                of the 8 m latent warp on the 4x demo latents, 0.54 mean square)
@@ -50,6 +54,7 @@ ABLATIONS = {
     "source_residual": lambda c: setattr(c.model, "prediction", "source_residual"),
     "pair_camera": lambda c: setattr(c.model, "camera_reference", "pair"),
     "warped_source": lambda c: setattr(c.model, "prediction", "warped_source"),
+    "pixel_warp": lambda c: c.model.update(prediction="warped_source", warp_space="pixel"),
     "anchor_precond": lambda c: setattr(c.model, "anchor_std", 0.7),
     "x0_loss": lambda c: setattr(c.objective, "loss_weighting", "x0"),
     "vae4x": lambda c: (c.data.update(latent_height=c.data.latent_height * 2,

@@ -110,6 +110,11 @@ def _add_encode_arguments(p):
   p.add_argument("--splits", default=None, metavar="S1,S2",
                  help="splits to encode (default: every built split)")
   p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+  p.add_argument("--anchor-depth", type=float, default=None, metavar="METRES",
+                 help="also store anchor_latent: each source video warped to every target "
+                      "camera through the plane at this distance, encoded (the anchor of "
+                      "model.warp_space=pixel, e.g. configs/teacher.py:demo,vae4x,pixel_warp "
+                      "with its model.warp_depth, 8)")
 
 
 def _run_encode(args, overrides) -> int:
@@ -148,6 +153,7 @@ def _run_encode(args, overrides) -> int:
   start = time.time()
   try:
     latents.encode_dataset(sources, vae, args.out, overwrite=args.overwrite, progress=progress,
+                           anchor_depth=args.anchor_depth,
                            meta=dict(data_dir=os.path.abspath(data_dir), data_config=args.config,
                                      vae_checkpoint=os.path.abspath(args.vae)))
   except latents.LatentDatasetError as e:
@@ -192,6 +198,7 @@ def _run_encode_imported(args, overrides) -> int:
     stats = latent_encode.encode_dataset(
         sources, vae, args.out, mesh_config=cfg.mesh, batch_size=args.batch_size,
         progress=lambda split, n: bar.update(n), log=lambda m: tqdm.write(m, file=sys.stderr),
+        anchor_depth=args.anchor_depth,
         meta=dict(data_dir=os.path.abspath(args.dataset),
                   vae_checkpoint=os.path.abspath(args.vae)))
   except latents.LatentDatasetError as e:

@@ -30,7 +30,7 @@ from flax import nnx
 
 from realcam_jax import sharding
 from realcam_jax.atomic import atomic_file
-from realcam_jax.data.latents import META_FILE, PASSTHROUGH, LatentDatasetError
+from realcam_jax.data.latents import META_FILE, PASSTHROUGH, LatentDatasetError, anchor_videos
 from realcam_jax.models.vae import VAEInputError, check_video
 
 EXTRA_PASSTHROUGH = ("caption_sha1", "source_camera", "target_camera")
@@ -52,14 +52,26 @@ def make_encoder(vae, mesh):
   return lambda videos: np.asarray(fn(state, jax.device_put(videos, video_sh)))
 
 
-def _record_arrays(rec: Mapping, z_src, z_tgt) -> dict:
+def _record_arrays(rec: Mapping, z_src, z_tgt, z_anchor=None) -> dict:
   keys = PASSTHROUGH + EXTRA_PASSTHROUGH
-  return dict(source_latent=z_src, target_latent=z_tgt,
-              **{k: np.asarray(rec[k]) for k in keys if k in rec})
+  out = dict(source_latent=z_src, target_latent=z_tgt,
+             **{k: np.asarray(rec[k]) for k in keys if k in rec})
+  if z_anchor is not None:
+    out["anchor_latent"] = z_anchor
+  return out
+
+
+def _record_videos(rec: Mapping, anchor_depth: float | None) -> np.ndarray:
+  """[1 + C (+ C), T, H, W, 3]: source, targets (and the anchor videos)."""
+  parts = [np.asarray(rec["source_rgb"])[None], np.asarray(rec["target_rgb"])]
+  if anchor_depth is not None:
+    parts.append(anchor_videos(rec, anchor_depth))
+  return np.concatenate(parts)
 
 
 def encode_split(records: Sequence[Mapping], encode: Callable, folder: str, done: int,
-                 batch_size: int, save_progress: Callable, progress=None) -> tuple[int, float]:
+                 batch_size: int, save_progress: Callable, progress=None,
+                 anchor_depth: float | None = None) -> tuple[int, float]:
   """Encodes records[done:] into folder/<feature>.npy; returns (pixel frames, seconds after the
   first batch)."""
   n = len(records)
@@ -69,13 +81,15 @@ def encode_split(records: Sequence[Mapping], encode: Callable, folder: str, done
   for start in range(done, n, batch_size):
     idx = list(range(start, min(start + batch_size, n)))
     recs = [records[i] for i in idx]
-    videos = [np.concatenate([np.asarray(r["source_rgb"])[None], np.asarray(r["target_rgb"])])
-              for r in recs]
+    videos = [_record_videos(r, anchor_depth) for r in recs]
     per = len(videos[0])
+    c = len(np.asarray(recs[0]["target_rgb"]))
     batch = np.concatenate(videos + [videos[-1]] * (batch_size - len(videos)))
     z = encode(batch)
     for j, (i, rec) in enumerate(zip(idx, recs)):
-      values = _record_arrays(rec, z[j * per], z[j * per + 1:(j + 1) * per])
+      zs = z[j * per:(j + 1) * per]
+      values = _record_arrays(rec, zs[0], zs[1:1 + c],
+                              zs[1 + c:] if anchor_depth is not None else None)
       for k, v in values.items():
         if k not in outs:
           path = os.path.join(folder, k + ".npy")
@@ -99,15 +113,19 @@ def encode_split(records: Sequence[Mapping], encode: Callable, folder: str, done
 
 def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae, out_dir: str, *,
                    mesh_config, batch_size: int, meta: Mapping | None = None,
-                   progress=None, log: Callable = print) -> dict:
-  """Encodes every split into `out_dir` over all devices; returns the throughput stats."""
+                   progress=None, log: Callable = print,
+                   anchor_depth: float | None = None) -> dict:
+  """Encodes every split into `out_dir` over all devices; returns the throughput stats.
+  `anchor_depth` adds `anchor_latent` (as `latents.encode_dataset`)."""
+  if anchor_depth is not None and not anchor_depth > 0:
+    raise LatentDatasetError(f"anchor_depth={anchor_depth!r}: expected a plane distance > 0")
   out_dir = os.path.abspath(out_dir)
   if os.path.exists(os.path.join(out_dir, META_FILE)):
     raise LatentDatasetError(f"{out_dir} already holds a latent dataset; delete it to re-encode")
   mesh = sharding.make_mesh(mesh_config)
   rows = mesh.shape["data"] * mesh.shape["fsdp"]
   first = next(iter(sources.values()))[0]
-  per = 1 + np.asarray(first["target_rgb"]).shape[0]
+  per = (1 + (2 if anchor_depth is not None else 1) * np.asarray(first["target_rgb"]).shape[0])
   if (batch_size * per) % rows:
     raise LatentDatasetError(f"batch_size={batch_size} records = {batch_size * per} videos, "
                              f"not a multiple of the {rows} devices that split the batch")
@@ -126,8 +144,13 @@ def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae, out_dir: str, 
       state = json.load(f)
     if state.get("sizes") != {k: len(v) for k, v in sources.items()}:
       raise LatentDatasetError(f"{work} was started on other records; delete it")
+    if state.get("anchor_depth") != anchor_depth:
+      raise LatentDatasetError(f"{work} was started with anchor_depth="
+                               f"{state.get('anchor_depth')!r}, not {anchor_depth!r}; rerun "
+                               "with the same --anchor-depth or delete it")
     log(f"resuming: {state['done']} records already encoded")
   state.setdefault("sizes", {k: len(v) for k, v in sources.items()})
+  state.setdefault("anchor_depth", anchor_depth)
   state.setdefault("done", {k: 0 for k in sources})
 
   def save(split, count):
@@ -140,7 +163,7 @@ def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae, out_dir: str, 
     for split, records in sources.items():
       cb = (lambda k, s=split: progress(s, k)) if progress is not None else None
       f, t = encode_split(records, encode, os.path.join(work, split), state["done"][split],
-                          batch_size, lambda c, s=split: save(s, c), cb)
+                          batch_size, lambda c, s=split: save(s, c), cb, anchor_depth)
       frames, secs = frames + f, secs + t
   stats = dict(pixel_frames_per_second=frames / secs if secs > 0 else None, devices=mesh.size,
                device_kind=jax.devices()[0].device_kind, batch_size=batch_size)
@@ -149,7 +172,7 @@ def encode_dataset(sources: Mapping[str, Sequence[Mapping]], vae, out_dir: str, 
   shapes = {f: list(np.load(os.path.join(split0, f + ".npy"), mmap_mode="r").shape[1:])
             for f in features}
   info = dict(meta or {}, splits=state["sizes"], features=features, record_shapes=shapes,
-              encode_stats=stats,
+              encode_stats=stats, anchor_depth=anchor_depth,
               vae=dict(spatial_factor=vae.spatial_factor, temporal_factor=vae.temporal_factor,
                        z_dim=vae.z_dim, latents_mean=list(vae.latents_mean),
                        latents_std=list(vae.latents_std), normalised=True))

@@ -19,6 +19,10 @@ Batch (B examples, L = train_frames):
   text_embedding f32[B,Lt,Dt] (zeros when the records have none)  has_text bool[B]
   loopaug bool[B]  seed i64[B]  target_camera i64[B]  view_change f32[B,2]
 
+With `config.anchor_key` (a per-camera stream shaped like the target, e.g. the latent
+dataset's `anchor_latent`), `anchor` f32[B,L,...] is that stream of the chosen camera,
+windowed exactly as the target.
+
 Generic over the stored streams: `config.source_key` / `target_key` name the
 frame features (e.g. latents `[F, h, w, c]`); when the poses have more frames
 than the stream (pixel poses with latent frames), poses are subsampled to one
@@ -55,22 +59,31 @@ class ClipToExample:
   target_key: str
   text_shape: tuple
   loopaug_variant: str = "palindrome"     # loopaug.VARIANTS
+  anchor_key: str = ""                    # a per-camera stream windowed like the target
 
   def __call__(self, record: dict, rng: np.random.Generator) -> dict:
     src, tgt = np.asarray(record[self.source_key]), np.asarray(record[self.target_key])
+    anchor = np.asarray(record[self.anchor_key]) if self.anchor_key else None
     if tgt.ndim == src.ndim:  # a single target camera stored without the C axis
       tgt, tgt_c2w = tgt[None], np.asarray(record["target_c2w"])[None]
+      anchor = None if anchor is None else anchor[None]
     else:
       tgt_c2w = np.asarray(record["target_c2w"])
     cam = int(rng.integers(tgt.shape[0]))
     tgt, tgt_c2w = tgt[cam], tgt_c2w[cam]
+    anchor = None if anchor is None else anchor[cam]
     src_c2w = np.asarray(record["source_c2w"])
     src_c2w, tgt_c2w = _align_poses(src_c2w, len(src)), _align_poses(tgt_c2w, len(src))
     use_loop = self.loopaug_fraction > 0 and rng.uniform() < self.loopaug_fraction
     length = self.train_frames
     if use_loop:
+      if anchor is not None and self.loopaug_variant != "palindrome":
+        raise ValueError(f"{self.anchor_key} pairs each source frame with the target frame of "
+                         f"the same time; LoopAug variant {self.loopaug_variant!r} pairs them "
+                         "otherwise: use loopaug_variant='palindrome' with pixel anchors")
       ex = loopaug_lib.apply_loopaug(src, tgt, src_c2w, tgt_c2w, length, rng,
                                      self.loopaug_turn, self.loopaug_variant)
+      idx = ex["indices"]
     else:
       if length > len(src):
         raise ValueError(f"data.train_frames={length} but the records have {len(src)} frames")
@@ -85,6 +98,8 @@ class ClipToExample:
                intrinsics=np.asarray(record["intrinsics"], np.float32),
                loopaug=np.bool_(use_loop), seed=np.int64(record.get("seed", -1)),
                target_camera=np.int64(cam))
+    if anchor is not None:
+      out["anchor"] = _to_float(anchor[idx])
     if "view_change" in record:
       out["view_change"] = np.asarray(record["view_change"], np.float32).reshape(-1, 2)[cam]
     if "text_embedding" in record:
@@ -129,7 +144,8 @@ def make_transform(config, split: str, loopaug_fraction: float | None = None) ->
       train_frames=int(data.train_frames), loopaug_fraction=float(frac),
       loopaug_turn=tuple(float(x) for x in data.loopaug_turn),
       random_window=split == "train", source_key=data.source_key, target_key=data.target_key,
-      text_shape=(int(data.text_len), int(data.text_dim)), loopaug_variant=variant)
+      text_shape=(int(data.text_len), int(data.text_dim)), loopaug_variant=variant,
+      anchor_key=str(data.get("anchor_key", "")))
 
 
 def open_source(data_dir: str, split: str, config):

@@ -171,9 +171,9 @@ def teacher_generate(tconfig, graphdef, vae_graphdef, params, vae_state, source_
   vae = nnx.merge(vae_graphdef, vae_state)
   src = vae.encode(_to_unit(source_u8)).astype(jnp.float32)
   cam = camera_features(tconfig.model, poses, k, src.shape[2:4], vae.spatial_factor)
-  from realcam_jax.models.warp_anchor import anchor_for
+  from realcam_jax.models.warp_anchor import anchor_from_video
   model = nnx.merge(graphdef, params)
-  anchor = anchor_for(tconfig.model, src, warp_poses[0], k, vae.spatial_factor, warp_poses[1])
+  anchor = anchor_from_video(tconfig.model, vae, source_u8, src, warp_poses[0], k, warp_poses[1])
   s = tconfig.sampler
   x0 = teacher_sampler.sample(model, src, cam, None, key, steps=int(s.steps),
                               shift=float(s.shift), cfg_scale=float(s.cfg_scale), anchor=anchor,

@@ -42,7 +42,7 @@ from realcam_jax.inference.camera_control import CameraController
 from realcam_jax.models import causal
 from realcam_jax.models import vae as vae_lib
 from realcam_jax.models.camera_features import camera_features
-from realcam_jax.models.warp_anchor import anchor_for
+from realcam_jax.models.warp_anchor import anchor_for, anchor_from_video
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -251,7 +251,9 @@ def render_offline(config, student_graphdef, student_params, vae, source_u8, tar
       source's first frame, for a "warped_source" student's anchor
       (`warp_anchor.warped_source`); None: `target_poses` as offsets from the source
       camera at the same frame, as a stream takes them.
-  Returns uint8[B, T, H, W, 3]; equals a `StreamingSession` fed the same frames and poses.
+  Returns uint8[B, T, H, W, 3]; equals a `StreamingSession` fed the same frames and poses
+  (a `model.warp_space = "pixel"` student renders only here: the stream does not build
+  pixel anchors yet).
   """
   s = vae.spatial_factor
   b, _, h, w = source_u8.shape[:4]
@@ -260,7 +262,7 @@ def render_offline(config, student_graphdef, student_params, vae, source_u8, tar
   cam = camera_features(config.model, jnp.asarray(target_poses, jnp.float32), k,
                         src_lat.shape[2:4], s)
   tgt, src_poses = (target_poses, None) if warp_poses is None else warp_poses
-  anchor = anchor_for(config.model, src_lat, tgt, k, s, src_poses)
+  anchor = anchor_from_video(config.model, vae, source_u8, src_lat, tgt, k, src_poses)
   cache = causal.init_student_cache(config, b, (h // s, w // s), max_frames)
   _, x0 = student_inf.generate_video(student_graphdef, student_params, cache, src_lat, cam, text,
                                      jax.random.key(seed), student_inf.student_sigmas(config),

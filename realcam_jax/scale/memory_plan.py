@@ -103,34 +103,29 @@ def _bytes_per_device(tree, shardings) -> int:
 
 
 def _abstract_train_state(config, mesh):
-  """(graphdef, optimizer, abstract TrainState, its shardings) for the teacher trainer."""
+  """(graphdef, optimizer, abstract TrainState, its shardings) for the teacher trainer:
+  the trainer's own (`state.abstract_sharded`), EMA weights included when the config
+  keeps them (`train.ema_decay` > 0)."""
   from realcam_jax.train import state as st
   from realcam_jax.train import teacher
-  from realcam_jax.train.common import make_optimizer
+  from realcam_jax.train.common import ema_enabled, make_optimizer
   # A student config has no `optim`; its generator's AdamW has the same state shapes.
   optimizer = make_optimizer(config.optim if "optim" in config else config.gen_optim)
-  build = teacher.build_model(config)
-  graphdef, abs_params = st.abstract_model(build, config.seed)
-  param_sh = sharding.state_shardings(abs_params, mesh)
-
-  def init():
-    _, params = st.split_model(build(nnx.Rngs(config.seed)))
-    return st.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                         opt_state=optimizer.init(params))
-
-  abs_state = jax.eval_shape(init)
-  rep = sharding.replicated(mesh)
-  state_sh = st.TrainState(step=rep, params=param_sh, opt_state=st.opt_state_shardings(
-      abs_state.opt_state, abs_state.params, param_sh, mesh))
+  ema = "optim" in config and ema_enabled(config.train)
+  graphdef, _, abs_state, state_sh = st.abstract_sharded(teacher.build_model(config), optimizer,
+                                                         mesh, config.seed, ema=ema)
   return graphdef, optimizer, abs_state, state_sh
 
 
 def state_bytes(config, shape: MeshShape) -> dict[str, int]:
-  """Per-device bytes of params, optimizer state and gradients (= params' shards)."""
+  """Per-device bytes of params, optimizer state, gradients (= params' shards) and the f32
+  EMA copy (0 when the config keeps none)."""
   _, _, abs_state, state_sh = _abstract_train_state(config, abstract_mesh(shape))
   params = _bytes_per_device(abs_state.params, state_sh.params)
   opt = _bytes_per_device(abs_state.opt_state, state_sh.opt_state)
-  return dict(params=params, opt_state=opt, grads=params,
+  ema = (0 if abs_state.ema_params is None else
+         _bytes_per_device(abs_state.ema_params, state_sh.ema_params))
+  return dict(params=params, opt_state=opt, grads=params, ema=ema,
               num_params=int(sum(x.size for x in jax.tree.leaves(abs_state.params))))
 
 
@@ -149,8 +144,8 @@ def dmd_state_bytes(config, shape: MeshShape) -> dict[str, int]:
 
 
 def teacher_state_total(s: dict[str, int]) -> int:
-  """Params + optimizer state + gradients (per device) from `state_bytes`."""
-  return s["params"] + s["opt_state"] + s["grads"]
+  """Params + optimizer state + gradients + EMA copy (per device) from `state_bytes`."""
+  return s["params"] + s["opt_state"] + s["grads"] + s.get("ema", 0)
 
 
 def batch_spec(config, global_batch: int, text: bool = True) -> dict:

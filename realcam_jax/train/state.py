@@ -42,13 +42,12 @@ def ema_init(params):
   return jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
 
 
-def create_sharded(build: Callable[[nnx.Rngs], nnx.Module], optimizer: optax.GradientTransformation,
-                   mesh, seed: int, rules=sharding.RULES, *, ema: bool = False):
-  """Initialises a TrainState directly into its shardings (no host copy of full weights).
-
-  `ema`: the state also holds `ema_params` (an f32 copy of params, sharded like them).
-  Returns (graphdef, state, state_shardings).
-  """
+def abstract_sharded(build: Callable[[nnx.Rngs], nnx.Module],
+                     optimizer: optax.GradientTransformation, mesh, seed: int,
+                     rules=sharding.RULES, *, ema: bool = False):
+  """The TrainState `create_sharded` would make, without computing it: (graphdef, init,
+  abstract state, state shardings); `init()` builds the state (jit it with the shardings).
+  `realcam_jax.scale.memory_plan` counts its bytes from the same abstract state."""
   graphdef, abs_params = abstract_model(build, seed)
   param_sh = sharding.state_shardings(abs_params, mesh, rules)
 
@@ -59,7 +58,17 @@ def create_sharded(build: Callable[[nnx.Rngs], nnx.Module], optimizer: optax.Gra
                       ema_params=ema_init(params) if ema else None)
 
   abs_state = jax.eval_shape(init)
-  state_sh = _state_shardings(abs_state, param_sh, mesh)
+  return graphdef, init, abs_state, _state_shardings(abs_state, param_sh, mesh)
+
+
+def create_sharded(build: Callable[[nnx.Rngs], nnx.Module], optimizer: optax.GradientTransformation,
+                   mesh, seed: int, rules=sharding.RULES, *, ema: bool = False):
+  """Initialises a TrainState directly into its shardings (no host copy of full weights).
+
+  `ema`: the state also holds `ema_params` (an f32 copy of params, sharded like them).
+  Returns (graphdef, state, state_shardings).
+  """
+  graphdef, init, _, state_sh = abstract_sharded(build, optimizer, mesh, seed, rules, ema=ema)
   state = jax.jit(init, out_shardings=state_sh)()
   return graphdef, state, state_sh
 

@@ -3,41 +3,20 @@
 import json
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
-from realcam_jax.ckpt import orbax_io
 from realcam_jax.cli import main as cli_main
 from realcam_jax.config import get_config
 from realcam_jax.data import latents
-from realcam_jax.models.vae import create_vae
 
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
-@pytest.fixture(scope="module")
-def vae_ckpt(tmp_path_factory):
-  """The tiny VAE with a non-identity latent normalisation, saved like an exported one."""
-  config = get_config("vae:tiny")
-  config.model.latents_mean = (0.1, -0.2, 0.3, 0.0)
-  config.model.latents_std = (0.5, 2.0, 1.0, 1.5)
-  vae = create_vae(config.model, seed=3)
-  path = str(tmp_path_factory.mktemp("vae") / "ckpt")
-  orbax_io.save_state(path, nnx.state(vae), config)
-  return path, vae
-
-
-def reader_config(root):
-  return ml_collections.ConfigDict(dict(
-      seed=0, train=dict(batch_size=2), model=dict(text_len=4, text_dim=16),
-      data=dict(dataset_dir=root, latent_frames=3, latent_height=2, latent_width=2,
-                latent_channels=4, num_workers=0)))
-
-
-def test_encode_cli_and_read_back(tiny_dataset, vae_ckpt, tmp_path):
+def test_encode_cli_and_read_back(tiny_dataset, vae_ckpt, latent_reader_config, tmp_path):
+  reader_config = latent_reader_config
   data_dir, data_cfg = tiny_dataset
   ckpt, vae = vae_ckpt
   out = str(tmp_path / "latents")

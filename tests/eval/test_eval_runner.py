@@ -354,3 +354,35 @@ def test_a_fresh_warped_source_teacher_generates_its_anchor():
   want = np.clip(np.round((np.asarray(vae.decode(anchor))[0] + 1) * 127.5), 0, 255)
   assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
   assert np.abs(got.astype(int) - source.astype(int)).mean() > 1    # not the source
+
+
+def test_a_fresh_pixel_warp_teacher_generates_the_encoded_video_warp():
+  """`warp_space = "pixel"`: the anchor is the source video warped frame by frame (poses
+  interpolated between latent frames, `warp_source_video`) and encoded; a fresh teacher
+  returns its decode, which differs from the latent warp's."""
+  from realcam_jax.camera.intrinsics import intrinsics_from_fov
+  from realcam_jax.camera.pose import make_pose, rotation_y
+  from realcam_jax.camera.warp import warp_source_video
+  from realcam_jax.models import vae as vae_lib
+  from realcam_jax.models.realcam import RealCamDiT
+  config = get_config("teacher:tiny,pixel_warp")
+  config.sampler.steps = 2
+  vae = vae_lib.create_vae(get_config("vae:tiny").model, seed=0)
+  graphdef, params = nnx.split(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
+  system = systems.teacher_system("teacher", config, graphdef, params, vae)
+  f = 3
+  source = np.random.default_rng(0).integers(0, 255, (1 + 4 * (f - 1), 32, 32, 3), np.uint8)
+  src_poses = np.stack([make_pose(rotation_y(np.deg2rad(3.0 * j)), np.zeros(3))
+                        for j in range(f)]).astype(np.float32)
+  tgt_poses = np.stack([make_pose(rotation_y(np.deg2rad(-6.0 * j)), np.array([0.2 * j, 0, 0]))
+                        for j in range(f)]).astype(np.float32)
+  K = np.asarray(intrinsics_from_fov(60.0, 32, 32), np.float32)
+  got = system.generate(source, tgt_poses, K, 0, source_poses=src_poses)
+  warped = warp_source_video(source, tgt_poses, src_poses, K, config.model.warp_depth)
+  lat = vae.encode(jnp.asarray(warped, jnp.float32)[None] / 127.5 - 1.0)
+  want = np.clip(np.round((np.asarray(vae.decode(lat))[0] + 1) * 127.5), 0, 255)
+  assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+  config.model.warp_space = "latent"
+  latent = systems.teacher_system("teacher", config, graphdef, params, vae)
+  other = latent.generate(source, tgt_poses, K, 0, source_poses=src_poses)
+  assert np.abs(other.astype(int) - want.astype(int)).mean() > 1

@@ -182,3 +182,34 @@ def test_a_warped_source_student_streams_and_renders_its_anchor(models):
   offline = np.asarray(sess.render_offline(config, graphdef, params, vae, video[None], still,
                                            k[None], seed=3))[0]
   np.testing.assert_allclose(s.pull().astype(int), offline.astype(int), atol=1)
+
+
+def test_a_pixel_warp_student_renders_offline_and_the_stream_says_it_cannot(models):
+  """`warp_space = "pixel"`: render_offline of a fresh student decodes the encoded video
+  warp (`warp_source_video` with the same offsets from the source camera); the
+  chunk-by-chunk stream refuses with a message naming the option."""
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from realcam_jax.camera.pose import make_pose, rotation_y
+  from realcam_jax.camera.warp import warp_source_video
+  from realcam_jax.models.realcam import RealCamDiT
+  _, _, _, vae, k = models
+  config = get_config("student:tiny")
+  config.model.update(prediction="warped_source", warp_space="pixel")
+  n = 2 * config.student.chunk_pairs
+  video = _video(1 + 4 * (n - 1), seed=5)
+  poses = np.stack([make_pose(rotation_y(np.deg2rad(-6.0 * j)), np.zeros(3))
+                    for j in range(n)]).astype(np.float32)
+  graphdef, fresh = nnx.split(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
+  got = np.asarray(sess.render_offline(config, graphdef, fresh, vae, video[None], poses[None],
+                                       k[None], seed=3))[0]
+  warped = warp_source_video(video, poses, None, k, config.model.warp_depth)
+  lat = vae.encode(sess.to_unit(jnp.asarray(warped[None]))).astype(jnp.float32)
+  want = np.asarray(sess.to_uint8(vae.decode(lat)))[0]
+  np.testing.assert_allclose(got.astype(int), want.astype(int), atol=1)
+  s = sess.StreamingSession(config, graphdef, fresh, vae, height=H, width=W, intrinsics=k,
+                            seed=3)
+  with pytest.raises(ValueError, match="stream does not support pixel anchors"):
+    s.push(video)
+    s.pull()

@@ -29,6 +29,19 @@ def test_state_bytes_follow_the_fsdp_sharding(config):
   assert dmd["total"] == 5 * four["params"] + 2 * four["opt_state"]
 
 
+def test_state_bytes_count_the_ema_copy_the_trainer_keeps(config):
+  """The plan's state is the trainer's (`state.abstract_sharded`): with train.ema_decay > 0
+  (the tiny default) an f32 copy of params, sharded like them; none at decay 0."""
+  assert config.train.ema_decay > 0
+  on = mp.state_bytes(config, mp.MeshShape(fsdp=4))
+  assert on["ema"] == on["params"]                             # f32 params, same sharding
+  assert mp.teacher_state_total(on) == 2 * on["params"] + on["opt_state"] + on["ema"]
+  off_cfg = config.copy_and_resolve_references()
+  off_cfg.train.ema_decay = 0.0
+  off = mp.state_bytes(off_cfg, mp.MeshShape(fsdp=4))
+  assert off["ema"] == 0 and off["params"] == on["params"]
+
+
 def test_saved_residuals_order_the_remat_policies(config):
   full = mp.saved_residuals(config)["total"]
   none = mp.saved_residuals(mp.plan_config(config, remat="none", dtype="float32"))["total"]
@@ -43,8 +56,8 @@ def test_compiled_step_reports_per_device_bytes(config):
   state = mp.state_bytes(config, shape)
   assert out["total"] == out["argument"] + out["output"] - out["alias"] + out["temp"]
   # Arguments are this device's state shards (donated, so aliased to the outputs) + batch.
-  assert out["argument"] >= state["params"] + state["opt_state"]
-  assert out["alias"] >= state["params"] + state["opt_state"]
+  assert out["argument"] >= state["params"] + state["opt_state"] + state["ema"]
+  assert out["alias"] >= state["params"] + state["opt_state"] + state["ema"]
   assert out["temp"] > 0
 
 

@@ -84,16 +84,6 @@ def test_critic_and_generator_iterations_touch_only_their_params(config, setup):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(teacher), teacher_before)
 
 
-def test_ema_update_formula():
-  ema = {"w": jnp.asarray([1.0, 2.0])}
-  p = {"w": jnp.asarray([3.0, 6.0], jnp.bfloat16)}
-  early = dmd.ema_update(ema, p, step=4, decay=0.9, start=5)
-  np.testing.assert_allclose(early["w"], [3.0, 6.0])
-  assert early["w"].dtype == jnp.float32
-  late = dmd.ema_update(ema, p, step=5, decay=0.9, start=5)
-  np.testing.assert_allclose(late["w"], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * 6], rtol=1e-6)
-
-
 def test_generator_cadence():
   assert [s for s in range(12) if dmd.is_generator_step(s, 5)] == [4, 9]
   assert all(dmd.is_generator_step(s, 1) for s in range(3))

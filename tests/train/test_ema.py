@@ -104,3 +104,14 @@ def test_resume_switches_ema_on_and_off_and_loaders_prefer_it(tmp_path, capsys):
   _, _, loaded = load.load_teacher(str(workdir), config)
   for g, w in zip(_flat(loaded), p5):
     np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_ema_update_formula_by_hand():
+  """One shared update (teacher and DMD generator): a copy up to `start`, f32 always."""
+  ema = {"w": jnp.asarray([1.0, 2.0])}
+  p = {"w": jnp.asarray([3.0, 6.0], jnp.bfloat16)}
+  early = common.ema_update(ema, p, step=4, decay=0.9, start=5)
+  np.testing.assert_allclose(early["w"], [3.0, 6.0])
+  assert early["w"].dtype == jnp.float32
+  late = common.ema_update(ema, p, step=5, decay=0.9, start=5)
+  np.testing.assert_allclose(late["w"], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * 6], rtol=1e-6)

@@ -195,3 +195,24 @@ def test_warped_source_teacher_starts_at_its_anchor_and_learns():
   assert after < 0.9 * before, (before, after)
   with pytest.raises(ValueError, match="source_poses"):
     teacher.loss_fn(params, graphdef, config, _batch(config), jax.random.key(0))
+
+
+def test_pixel_warp_teacher_anchors_on_the_batch_anchor_latents():
+  """`warp_space = "pixel"`: model_forward takes the batch's anchor_latents (from a dataset
+  encoded with --anchor-depth), not a warp of the source latents; without it, named."""
+  config = get_config("teacher:tiny,pixel_warp")
+  config.optim.lr = 3e-3
+  batch = _with_source_poses(_batch(config))
+  anchor = jax.random.normal(jax.random.key(7), batch["target_latents"].shape)
+  batch = dict(batch, anchor_latents=anchor)
+  graphdef, params = st.split_model(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
+  sigma = jnp.full(anchor.shape[:2], 0.5)
+  x_t = batch["target_latents"] + 0.3
+  v = layout.split(teacher.model_forward(st.merge(graphdef, params), config, batch, x_t, sigma),
+                   config.model.layout)[1]
+  np.testing.assert_allclose(np.asarray(x_t - 0.5 * v), np.asarray(anchor), atol=1e-5)
+  before, after = _loss_before_after(config, graphdef, params, batch)
+  assert after < 0.9 * before, (before, after)
+  no_anchor = {k: v for k, v in batch.items() if k != "anchor_latents"}
+  with pytest.raises(ValueError, match="anchor-depth"):
+    teacher.loss_fn(params, graphdef, config, no_anchor, jax.random.key(0))
