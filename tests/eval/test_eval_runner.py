@@ -326,17 +326,16 @@ def test_warp_source_is_the_source_at_the_identity_and_beats_copying_it_on_rotat
   assert res["systems"]["warp_source"]["info"] == {"depth": 8.0}
 
 
-def test_a_fresh_warped_source_teacher_generates_its_anchor():
-  """teacher_system passes each frame's pose relative to the source camera to the anchor:
-  a fresh warped_source teacher (zero head: x0 = anchor at every step) returns the VAE
-  decode of the warped source latents, computed here from the per-frame relative poses."""
+def _fresh_warp_teacher(ablation, steps, turn_deg):
+  """(config, graphdef, params, vae, system, source, src_poses, tgt_poses, K): a fresh tiny
+  teacher of `configs/teacher.py:tiny,ABLATION` (zero head: x0 = anchor at every step), a
+  random 9-frame source, a panning source camera and a turning, sliding target."""
   from realcam_jax.camera.intrinsics import intrinsics_from_fov
   from realcam_jax.camera.pose import make_pose, rotation_y
   from realcam_jax.models import vae as vae_lib
   from realcam_jax.models.realcam import RealCamDiT
-  from realcam_jax.models.warp_anchor import warped_source
-  config = get_config("teacher:tiny,warped_source")
-  config.sampler.steps = 3
+  config = get_config(f"teacher:tiny,{ablation}")
+  config.sampler.steps = steps
   vae = vae_lib.create_vae(get_config("vae:tiny").model, seed=0)
   graphdef, params = nnx.split(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
   system = systems.teacher_system("teacher", config, graphdef, params, vae)
@@ -344,9 +343,19 @@ def test_a_fresh_warped_source_teacher_generates_its_anchor():
   source = np.random.default_rng(0).integers(0, 255, (1 + 4 * (f - 1), 32, 32, 3), np.uint8)
   src_poses = np.stack([make_pose(rotation_y(np.deg2rad(3.0 * j)), np.zeros(3))
                         for j in range(f)]).astype(np.float32)
-  tgt_poses = np.stack([make_pose(rotation_y(np.deg2rad(-4.0 * j)), np.array([0.2 * j, 0, 0]))
+  tgt_poses = np.stack([make_pose(rotation_y(np.deg2rad(turn_deg * j)), np.array([0.2 * j, 0, 0]))
                         for j in range(f)]).astype(np.float32)
   K = np.asarray(intrinsics_from_fov(60.0, 32, 32), np.float32)
+  return config, graphdef, params, vae, system, source, src_poses, tgt_poses, K
+
+
+def test_a_fresh_warped_source_teacher_generates_its_anchor():
+  """teacher_system passes each frame's pose relative to the source camera to the anchor:
+  a fresh warped_source teacher (zero head: x0 = anchor at every step) returns the VAE
+  decode of the warped source latents, computed here from the per-frame relative poses."""
+  from realcam_jax.models.warp_anchor import warped_source
+  config, _, _, vae, system, source, src_poses, tgt_poses, K = _fresh_warp_teacher(
+      "warped_source", 3, -4.0)
   got = system.generate(source, tgt_poses, K, 0, source_poses=src_poses)
   lat = vae.encode(jnp.asarray(source, jnp.float32)[None] / 127.5 - 1.0)
   pair = np.linalg.inv(src_poses) @ tgt_poses
@@ -360,23 +369,9 @@ def test_a_fresh_pixel_warp_teacher_generates_the_encoded_video_warp():
   """`warp_space = "pixel"`: the anchor is the source video warped frame by frame (poses
   interpolated between latent frames, `warp_source_video`) and encoded; a fresh teacher
   returns its decode, which differs from the latent warp's."""
-  from realcam_jax.camera.intrinsics import intrinsics_from_fov
-  from realcam_jax.camera.pose import make_pose, rotation_y
   from realcam_jax.camera.warp import warp_source_video
-  from realcam_jax.models import vae as vae_lib
-  from realcam_jax.models.realcam import RealCamDiT
-  config = get_config("teacher:tiny,pixel_warp")
-  config.sampler.steps = 2
-  vae = vae_lib.create_vae(get_config("vae:tiny").model, seed=0)
-  graphdef, params = nnx.split(RealCamDiT(config.model, rngs=nnx.Rngs(0)))
-  system = systems.teacher_system("teacher", config, graphdef, params, vae)
-  f = 3
-  source = np.random.default_rng(0).integers(0, 255, (1 + 4 * (f - 1), 32, 32, 3), np.uint8)
-  src_poses = np.stack([make_pose(rotation_y(np.deg2rad(3.0 * j)), np.zeros(3))
-                        for j in range(f)]).astype(np.float32)
-  tgt_poses = np.stack([make_pose(rotation_y(np.deg2rad(-6.0 * j)), np.array([0.2 * j, 0, 0]))
-                        for j in range(f)]).astype(np.float32)
-  K = np.asarray(intrinsics_from_fov(60.0, 32, 32), np.float32)
+  config, graphdef, params, vae, system, source, src_poses, tgt_poses, K = _fresh_warp_teacher(
+      "pixel_warp", 2, -6.0)
   got = system.generate(source, tgt_poses, K, 0, source_poses=src_poses)
   warped = warp_source_video(source, tgt_poses, src_poses, K, config.model.warp_depth)
   lat = vae.encode(jnp.asarray(warped, jnp.float32)[None] / 127.5 - 1.0)
